@@ -1,0 +1,261 @@
+"""params.yaml → validated, typed configuration.
+
+Params flow one way: the YAML file is read here, every section is checked against a dataclass
+(unknown keys, missing keys and wrong types are errors naming the key), the selectors are resolved to
+their presets, and stage code only ever sees the typed objects. Errors happen before any compute.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad value in params.yaml (or on the command line), reported before any compute."""
+
+
+def choose(kind: str, name: str, choices) -> str:
+    """Return ``name`` if it is one of ``choices``; otherwise one clear error listing them."""
+    valid = sorted(choices)
+    if name not in valid:
+        raise ConfigError(f"unknown {kind} {name!r}; valid choices: {', '.join(valid)}")
+    return name
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    adapter: str
+    image_size: int
+    patch_size: int                       # working patch size: teacher and student share this token grid
+    source: str
+    targets: list[str]
+    train_images: int = 0
+    val_images: int = 0
+    target_images: int = 0
+    generic_images: int = 0
+    root: Optional[str] = None            # raw data root (real benchmarks)
+    source_dataset: Optional[str] = None
+    target_datasets: Optional[dict] = None
+    skip_bad: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    timm_name: str
+    patch_size: int
+    weights: str = "none"
+    embed_dim: Optional[int] = None
+    depth: Optional[int] = None
+    num_heads: Optional[int] = None
+    sha256: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    algo: str                                     # implementation in gkd.distill
+    options: dict = field(default_factory=dict)   # its knobs, validated by the method's Options dataclass
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    batch_size: int
+    shard_size: int
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    generic_epochs: int
+    source_epochs: int
+    batch_size: int
+    lr: float
+    min_lr: float
+    weight_decay: float
+    hflip: bool
+    color_jitter: float
+    checkpoint_every: int
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    decoder: str
+    decoder_dim: int
+    epochs: int
+    batch_size: int
+    lr: float
+    backbone_lr: float
+    min_lr: float
+    weight_decay: float
+    hflip: bool
+    color_jitter: float
+    teacher_epochs: int
+    checkpoint_every: int
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole params file with its selectors resolved."""
+    benchmark_name: str
+    teacher_name: str
+    student_name: str
+    methods: list[str]
+    seed: int
+    benchmark: BenchmarkConfig
+    teacher: ModelConfig
+    student: ModelConfig
+    method_configs: dict[str, MethodConfig]
+    pretrain: PretrainConfig
+    teacher_features: FeaturesConfig
+    distill: DistillConfig
+    adapt: AdaptConfig
+    evaluate: EvaluateConfig
+    raw: dict = field(repr=False, default_factory=dict)
+
+    def method(self, name: str) -> MethodConfig:
+        return self.method_configs[choose("method", name, self.method_configs)]
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Validate (and gently coerce int→float, numeric strings from CLIs) one value against a hint."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(value, inner[0], where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, str):  # Snakemake --config and some CLIs hand numbers over as strings
+            try:
+                value = hint(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+        if hint is int and not float(value).is_integer():
+            raise ConfigError(f"{where}: expected int, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported hint {hint!r}")
+
+
+def build(cls, data: Any, where: str, extra_field: str | None = None):
+    """Build dataclass ``cls`` from a mapping; unknown keys go to ``extra_field`` or are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "raw"}
+    unknown = sorted(set(data) - set(fields))
+    kwargs: dict[str, Any] = {}
+    if unknown:
+        if extra_field is None:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(fields))}")
+        kwargs[extra_field] = {k: data[k] for k in unknown}
+    for name, f in fields.items():
+        if name == extra_field:
+            continue
+        if name in data:
+            kwargs[name] = _check_type(data[name], hints[name], f"{where}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing key {name!r}")
+    return cls(**kwargs)
+
+
+SELECTORS = ("benchmark", "teacher", "student")
+
+
+def load(path: str | Path = "params.yaml", **overrides: Optional[str]) -> Config:
+    """Load and validate a params file; ``overrides`` replace selectors (benchmark/teacher/student)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {str(path)!r} not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    for key, value in overrides.items():
+        if key not in SELECTORS:
+            raise ConfigError(f"only selectors can be overridden, not {key!r}; valid: {', '.join(SELECTORS)}")
+        if value is not None:
+            raw[key] = value
+    return from_dict(raw)
+
+
+def from_dict(raw: dict) -> Config:
+    required = ("benchmark", "teacher", "student", "methods", "seed", "benchmarks", "teachers", "students",
+                "method_configs", "pretrain", "teacher_features", "distill", "adapt", "evaluate")
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise ConfigError(f"params: missing key(s) {', '.join(missing)}")
+    benchmarks = {k: build(BenchmarkConfig, v, f"benchmarks.{k}") for k, v in raw["benchmarks"].items()}
+    teachers = {k: build(ModelConfig, v, f"teachers.{k}") for k, v in raw["teachers"].items()}
+    students = {k: build(ModelConfig, v, f"students.{k}") for k, v in raw["students"].items()}
+    method_configs = {k: build(MethodConfig, v, f"method_configs.{k}", extra_field="options")
+                      for k, v in raw["method_configs"].items()}
+    bench = _check_type(raw["benchmark"], str, "benchmark")
+    teacher = _check_type(raw["teacher"], str, "teacher")
+    student = _check_type(raw["student"], str, "student")
+    methods = _check_type(raw["methods"], list[str], "methods")
+    choose("benchmark", bench, benchmarks)
+    choose("teacher", teacher, teachers)
+    choose("student", student, students)
+    for m in methods:
+        choose("method", m, method_configs)
+    adapt = build(AdaptConfig, raw["adapt"], "adapt")
+    from gkd.models.decoders import DECODERS
+    choose("decoder", adapt.decoder, DECODERS)
+    cfg = Config(
+        benchmark_name=bench, teacher_name=teacher, student_name=student, methods=methods,
+        seed=_check_type(raw["seed"], int, "seed"),
+        benchmark=benchmarks[bench], teacher=teachers[teacher], student=students[student],
+        method_configs=method_configs,
+        pretrain=build(PretrainConfig, raw["pretrain"], "pretrain"),
+        teacher_features=build(FeaturesConfig, raw["teacher_features"], "teacher_features"),
+        distill=build(DistillConfig, raw["distill"], "distill"),
+        adapt=adapt,
+        evaluate=build(EvaluateConfig, raw["evaluate"], "evaluate"),
+        raw=raw,
+    )
+    from gkd.distill import method_options  # late import: the method registry imports torch
+    for name in method_configs:
+        method_options(cfg, name)
+    return cfg
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep-merge ``override`` into a copy of ``base`` (mappings merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -1,0 +1,41 @@
+"""Datasets: the generated `synthetic` benchmark and adapters for real benchmarks (one per file)."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+
+from gkd.config import BenchmarkConfig
+
+# An adapter turns a benchmark preset into its class list, palette and the records of every split.
+# records: iterator of (domain, split, iterator of (name, image H×W×3 uint8, label H×W uint8)).
+Records = Iterator[tuple[str, str, int, Iterator[tuple[str, np.ndarray, np.ndarray]]]]
+ADAPTERS: dict[str, Callable[[BenchmarkConfig, int], tuple[dict, Records]]] = {}
+
+
+def register_adapter(name: str):
+    def deco(fn):
+        ADAPTERS[name] = fn
+        return fn
+    return deco
+
+
+@register_adapter("synthetic")
+def synthetic_adapter(bench: BenchmarkConfig, seed: int):
+    from gkd.data import synthetic as syn
+    from gkd.config import ConfigError
+
+    if bench.source != syn.SOURCE_DOMAIN or any(t not in syn.TARGET_DOMAINS for t in bench.targets):
+        raise ConfigError(f"synthetic benchmark: source must be {syn.SOURCE_DOMAIN!r} and targets a subset of "
+                          f"{', '.join(syn.TARGET_DOMAINS)}; got source={bench.source!r}, targets={bench.targets}")
+    info = dict(classes=list(syn.CLASSES), palette=syn.LABEL_COLOURS.tolist())
+
+    def records():
+        for domain, split, count, code in syn.splits(bench.train_images, bench.val_images, bench.target_images,
+                                                     bench.generic_images):
+            if domain not in (bench.source, "generic") and domain not in bench.targets:
+                continue
+            gen = ((f"{domain}_{split}_{i:06d}", *syn.render(domain, (seed, code, i), bench.image_size))
+                   for i in range(count))
+            yield domain, split, count, gen
+    return info, records()

@@ -1,0 +1,112 @@
+"""The one on-disk format every benchmark is converted into, and its torch view.
+
+``data/prepared/<benchmark>/``
+  ``meta.json``                 classes, palette, source/target domains, image size, split sizes
+  ``<domain>/<split>/``         a Hugging Face ``datasets`` folder: image (PNG), label (PNG, L), name
+
+Labels hold class indices ``0..K-1`` and 255 for "ignore". Later stages never look at raw data.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from gkd.config import ConfigError
+
+IGNORE = 255
+
+
+@dataclass(frozen=True)
+class BenchmarkMeta:
+    name: str
+    classes: list[str]
+    palette: list[list[int]]
+    source: str
+    targets: list[str]
+    image_size: int
+    splits: dict[str, dict[str, int]]  # domain -> split -> number of images
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def read_meta(root: str | Path) -> BenchmarkMeta:
+    path = Path(root) / "meta.json"
+    if not path.is_file():
+        raise ConfigError(f"{str(root)!r} is not a prepared benchmark (no meta.json); run the prepare stage")
+    return BenchmarkMeta(**json.loads(path.read_text()))
+
+
+def write_split(path: Path, records: Iterable[tuple[str, np.ndarray, np.ndarray]], chunk: int = 512) -> int:
+    """Write (name, image H×W×3 uint8, label H×W uint8) records as a ``datasets`` folder.
+
+    Records are encoded to PNG chunk by chunk, so memory holds compressed bytes, never raw pixels.
+    """
+    import datasets
+    from PIL import Image
+
+    features = datasets.Features({"name": datasets.Value("string"), "image": datasets.Image(),
+                                  "label": datasets.Image()})
+    parts, batch = [], {"name": [], "image": [], "label": []}
+
+    def flush():
+        if batch["name"]:
+            parts.append(datasets.Dataset.from_dict(batch, features=features))
+            for v in batch.values():
+                v.clear()
+
+    for name, image, label in records:
+        batch["name"].append(name)
+        batch["image"].append(Image.fromarray(image))
+        batch["label"].append(Image.fromarray(label, mode="L"))
+        if len(batch["name"]) >= chunk:
+            flush()
+    flush()
+    if not parts:
+        raise ValueError(f"no records for {path}")
+    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    ds.save_to_disk(str(path))
+    return len(ds)
+
+
+def open_split(root: str | Path, domain: str, split: str):
+    """The ``datasets`` object of one split, with a clear error if it is missing."""
+    import datasets
+    path = Path(root) / domain / split
+    if not path.is_dir():
+        meta = read_meta(root)
+        have = [f"{d}/{s}" for d, ss in meta.splits.items() for s in ss]
+        raise ConfigError(f"split {domain}/{split} not found under {str(root)!r}; available: {', '.join(have)}")
+    return datasets.load_from_disk(str(path))
+
+
+class SegmentationSplit(torch.utils.data.Dataset):
+    """(image uint8 3×H×W, label int64 H×W, index) from a prepared split; decoding is lazy."""
+
+    def __init__(self, root: str | Path, domain: str, split: str, with_labels: bool = True):
+        self.ds = open_split(root, domain, split)
+        self.with_labels = with_labels
+        cols = ["image", "label"] if with_labels else ["image"]
+        self.ds = self.ds.select_columns(cols)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        row = self.ds[int(i)]
+        image = torch.from_numpy(np.array(row["image"].convert("RGB"))).permute(2, 0, 1).contiguous()
+        if not self.with_labels:
+            return image, torch.zeros(0, dtype=torch.long), i
+        label = torch.from_numpy(np.array(row["label"], dtype=np.uint8)).long()
+        return image, label, i
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 B×3×H×W → float in [0, 1] (normalisation lives in the backbone)."""
+    return images.float().div_(255.0)

@@ -1,0 +1,58 @@
+"""Distillation methods by name (one module each) — the rows of the paper's tables.
+
+A method says what it needs and supplies its losses:
+* ``stage1``: it has a label-free representation-distillation stage (``distill``) before task training;
+* ``teacher_inputs``: what its task training reads from the ``teacher_task`` artifacts
+  (``"logits"`` cached teacher logits, ``"levels"`` cached teacher multi-level features);
+* ``Options``: a dataclass of its knobs, validated from ``method_configs.<name>`` in params.yaml;
+* ``stage1_module(...)`` / ``task_module(...)``: the trainable ``nn.Module`` whose ``forward`` returns a
+  dict of named loss terms (``loss`` is optimised).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+METHODS: dict[str, type["Method"]] = {}
+
+
+def register_method(cls):
+    METHODS[cls.name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+class Method:
+    name: ClassVar[str]
+    display: ClassVar[str]            # row label in the tables
+    Options: ClassVar[type] = NoOptions
+    stage1: ClassVar[bool] = False
+    teacher_inputs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options):
+        self.options = options
+
+    def frozen_backbone(self) -> bool:
+        """Stage 2 on a frozen backbone (GKD) or end-to-end task training (every other method)."""
+        return False
+
+
+def method_options(cfg, name: str):
+    """The typed options of ``method_configs.<name>`` (unknown keys and wrong types are errors)."""
+    from gkd.config import build, choose
+    mc = cfg.method(name)
+    cls = METHODS[choose("algo", mc.algo, METHODS)]
+    return cls, build(cls.Options, mc.options, f"method_configs.{name}")
+
+
+def build_method(cfg, name: str) -> Method:
+    cls, options = method_options(cfg, name)
+    return cls(options)
+
+
+# Registration happens on import of each method module.
+from gkd.distill import student_only, gkd  # noqa: E402,F401

@@ -1,0 +1,113 @@
+"""Stage `adapt` (stage 2 / task training): a segmenter trained on source labels only.
+
+What it starts from and what it trains depends on the method: GKD's stage-1 backbone stays frozen and
+only the decoder learns; Proteus' stage-1 backbone is fine-tuned end to end; Student-only and the
+one-stage KD baselines train the student (seeded, identical initialisation for every method) end to
+end, the KD ones with their distillation terms on cached teacher outputs.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from gkd import io
+from gkd.config import ConfigError
+from gkd.data.prepared import SegmentationSplit, read_meta
+from gkd.distill import build_method
+from gkd.distill.task import SegTask
+from gkd.features import FeatureCache
+from gkd.models.artifacts import load_backbone, new_segmenter, save_segmenter
+from gkd.models.backbone import create_backbone
+from gkd.stages import common
+
+log = logging.getLogger("gkd.adapt")
+
+
+def run(cfg, method_name: str, data: Path, out: Path, stage1: Path | None, teacher_task: Path | None,
+        features: Path | None, live_dir: Path | None) -> None:
+    from gkd import train
+    method = build_method(cfg, method_name)
+    if method.stage1 and stage1 is None:
+        raise ConfigError(f"method {method_name!r} adapts a stage-1 backbone: pass --stage1")
+    if "logits" in method.teacher_inputs and teacher_task is None:
+        raise ConfigError(f"method {method_name!r} needs teacher logits: pass --teacher-task")
+    if "levels" in method.teacher_inputs and features is None:
+        raise ConfigError(f"method {method_name!r} needs teacher features: pass --features")
+    meta = read_meta(data)
+    a = cfg.adapt
+    acc = train.make_accelerator()
+    common.seed_everything(cfg.seed)
+    patch = cfg.benchmark.patch_size
+    if method.stage1:
+        backbone = load_backbone(stage1, img_size=meta.image_size, seed=cfg.seed, patch_size=patch)
+    else:
+        backbone = create_backbone(cfg.student, meta.image_size, seed=cfg.seed, patch_size=patch)
+    model = new_segmenter(backbone, a.decoder, a.decoder_dim, meta.num_classes)
+    caches = {}
+    if "logits" in method.teacher_inputs:
+        caches["logits"] = FeatureCache(teacher_task / "logits")
+    if "levels" in method.teacher_inputs:
+        caches["levels"] = FeatureCache(features / "train")
+    teacher_shapes = {k: c.index["arrays"][k]["shape"] for k, c in caches.items()}
+    extra = method.task_module(student_dim=backbone.embed_dim, num_classes=meta.num_classes,
+                               teacher_shapes=teacher_shapes, grid=backbone.grid) if hasattr(method, "task_module") else None
+    frozen = method.frozen_backbone()
+    task = SegTask(model, method, frozen_backbone=frozen, extra=extra)
+    groups = train.param_groups(list(model.decoder.named_parameters()), a.lr, a.weight_decay)
+    if extra is not None:
+        groups += train.param_groups(list(extra.named_parameters()), a.lr, a.weight_decay)
+    if not frozen:
+        groups += train.param_groups(list(model.backbone.named_parameters()), a.backbone_lr, a.weight_decay)
+    optimizer = torch.optim.AdamW(groups)
+    dataset = SegmentationSplit(data, meta.source, "train")
+    for name, cache in caches.items():
+        if cache.num_images != len(dataset):
+            raise ConfigError(f"teacher {name} cache has {cache.num_images} images, the source split {len(dataset)}")
+    resume = out.with_name(f".{out.name}.resume")
+    live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
+
+    def step(module, batch, phase, epoch):
+        images, labels, idx = batch
+        x, flips = train.augment(images, train.sample_rngs(cfg.seed, epoch, idx), a.hflip, a.color_jitter)
+        labels = torch.where(flips.view(-1, 1, 1), labels.flip(-1), labels)
+        teacher = {}
+        for name, cache in caches.items():
+            t = cache.get(name, idx.tolist()).to(x.device)
+            teacher[name] = train.flip_maps(t, flips)
+        return module(x, labels, teacher)
+
+    steps = train.fit(acc=acc, module=task, optimizer=optimizer, phases=[train.Phase("train", dataset, a.epochs)],
+                      batch_size=a.batch_size, step_fn=step, min_lr_ratio=a.min_lr / a.lr, seed=cfg.seed,
+                      resume_dir=resume, checkpoint_every=a.checkpoint_every, live=live, desc=f"adapt {method_name}")
+    if acc.is_main_process:
+        trained = acc.unwrap_model(task).segmenter
+        with io.atomic_path(out, is_dir=True) as tmp:
+            save_segmenter(tmp, trained, cfg.student, meta.image_size, a.decoder, a.decoder_dim, meta.classes,
+                           {"role": "student", "method": method_name, "student": cfg.student_name,
+                            "teacher": cfg.teacher_name if (method.stage1 or caches) else None,
+                            "frozen_backbone": frozen, "steps": steps, "benchmark": cfg.benchmark_name})
+        if live is not None:
+            live.end()
+    acc.wait_for_everyone()
+    shutil.rmtree(resume, ignore_errors=True)
+
+
+def main(argv=None) -> None:
+    p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"))
+    p.add_argument("--method", required=True)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--stage1", type=Path, default=None, help="stage-1 backbone (methods with a distill stage)")
+    p.add_argument("--teacher-task", type=Path, default=None, help="teacher_task artifact (logit-KD methods)")
+    p.add_argument("--features", type=Path, default=None, help="teacher feature cache (feature-KD methods)")
+    p.add_argument("--live", type=Path, default=None)
+    args = p.parse_args(argv)
+    cfg = common.setup(args, ("benchmark", "teacher", "student"))
+    run(cfg, args.method, args.data, args.out, args.stage1, args.teacher_task, args.features, args.live)
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,56 @@
+"""What every stage CLI shares: argument parsing of the params file and selectors, logging, seeding."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+
+import numpy as np
+
+from gkd import config as config_mod
+
+log = logging.getLogger("gkd")
+
+
+def parser(description: str, selectors: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    for name in selectors:
+        p.add_argument(f"--{name}", default=None, help=f"{name} preset (overrides params.yaml's `{name}`)")
+    return p
+
+
+def setup(args: argparse.Namespace, selectors: tuple[str, ...] = ()) -> config_mod.Config:
+    """Logging + validated config; any ConfigError exits with one clear line, before compute."""
+    logging.basicConfig(level=os.environ.get("GKD_LOG", "INFO"), format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    import datasets
+    datasets.disable_progress_bars()  # our own bars are enough
+    for noisy in ("datasets", "accelerate", "timm", "filelock", "fsspec", "urllib3", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return config_mod.load(args.params, **{s: getattr(args, s) for s in selectors})
+    except config_mod.ConfigError as err:
+        fail(err)
+
+
+def fail(err: Exception) -> "NoReturn":  # noqa: F821
+    print(f"error: {err}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_main(fn, argv=None) -> None:
+    """Run a stage's main with ConfigError (bad input) turned into one clear message and exit 2."""
+    try:
+        fn(argv)
+    except config_mod.ConfigError as err:
+        fail(err)

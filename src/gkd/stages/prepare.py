@@ -1,0 +1,84 @@
+"""Stage `prepare`: benchmark preset → ``data/prepared/<benchmark>/`` (+ a picture of samples).
+
+The embedded `synthetic` benchmark is generated here; real benchmarks are converted from their
+official on-disk layouts by the adapter the preset names.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from gkd import io
+from gkd.config import choose
+from gkd.data import ADAPTERS
+from gkd.data.prepared import write_split
+from gkd.stages import common
+
+log = logging.getLogger("gkd.prepare")
+
+
+def run(cfg, out: Path, samples_png: Path | None) -> dict:
+    bench = cfg.benchmark
+    adapter = ADAPTERS[choose("dataset adapter", bench.adapter, ADAPTERS)]
+    info, records = adapter(bench, cfg.seed)  # validates the preset before anything is written
+    meta = dict(name=cfg.benchmark_name, classes=info["classes"], palette=info["palette"], source=bench.source,
+                targets=list(bench.targets), image_size=bench.image_size, splits={})
+    with io.atomic_path(out, is_dir=True) as tmp:
+        for domain, split, count, recs in records:
+            bar = tqdm(recs, total=count, desc=f"{domain}/{split}", mininterval=2, leave=False)
+            n = write_split(tmp / domain / split, bar)
+            meta["splits"].setdefault(domain, {})[split] = n
+            log.info("%s/%s: %d images", domain, split, n)
+        io.write_json(tmp / "meta.json", meta)
+    if samples_png is not None:
+        plot_samples(out, samples_png)
+    return meta
+
+
+def plot_samples(root: Path, path: Path, per_domain: int = 4) -> None:
+    """A grid: one row per domain, image and colour-coded label side by side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from gkd.data.prepared import open_split, read_meta
+
+    meta = read_meta(root)
+    palette = np.array(meta.palette, np.uint8)
+    rows = [(d, s) for d, ss in meta.splits.items() for s in ss if s != "val"]
+    fig, axes = plt.subplots(len(rows), 2 * per_domain, figsize=(2 * per_domain * 1.3, len(rows) * 1.45), dpi=110)
+    for r, (domain, split) in enumerate(rows):
+        ds = open_split(root, domain, split)
+        for k in range(per_domain):
+            row = ds[k % len(ds)]
+            label = np.asarray(row["label"])
+            colour = np.zeros((*label.shape, 3), np.uint8)
+            valid = label < len(palette)
+            colour[valid] = palette[label[valid]]
+            for j, pic in enumerate((np.asarray(row["image"].convert("RGB")), colour)):
+                ax = axes[r, 2 * k + j]
+                ax.imshow(pic)
+                ax.set_xticks([]), ax.set_yticks([])
+                if k == 0 and j == 0:
+                    ax.set_ylabel(f"{domain}\n({split})", fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=np.array(c) / 255) for c in meta.palette]
+    fig.legend(handles, meta.classes, loc="lower center", ncol=len(meta.classes), fontsize=8, frameon=False)
+    fig.suptitle(f"benchmark `{meta.name}`: image | label, per domain", fontsize=10)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+    io.save_figure(path, fig)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = common.parser(__doc__.splitlines()[0], selectors=("benchmark",))
+    p.add_argument("--out", required=True, type=Path, help="output folder data/prepared/<benchmark>")
+    p.add_argument("--samples", type=Path, default=None, help="PNG with a few samples per domain")
+    args = p.parse_args(argv)
+    cfg = common.setup(args, ("benchmark",))
+    run(cfg, args.out, args.samples)
+
+
+if __name__ == "__main__":
+    common.run_main(main)

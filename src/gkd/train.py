@@ -1,0 +1,194 @@
+"""One training loop for every stage, in nanoGPT's shape with Accelerate in place of DDP boilerplate.
+
+The trainable module's ``forward`` returns a dict of named loss terms (``loss`` is optimised, every
+term is logged). The loop owns: deterministic data order (a permutation per (seed, epoch)), the
+cosine learning-rate schedule (visible, per step), Accelerate ``save_state`` snapshots every N steps
+and resume from the last one after a kill, and dvclive logging from the main process.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+log = logging.getLogger("gkd.train")
+
+
+class EpochSampler(Sampler):
+    """A permutation that depends only on (seed, epoch): resumable and identical on every rank."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
+
+
+def make_accelerator():
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+    # Frozen parts and switched-off loss terms leave parameters unused in some steps.
+    return Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def cosine(step: int, total: int, base: float, floor: float) -> float:
+    """Cosine decay from ``base`` at step 0 to ``floor`` at ``total`` (no warm-up, as the paper)."""
+    return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases, norms, tokens and position embeddings."""
+    decay, no_decay = [], []
+    for name, p in named:
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "mask_token")) else decay).append(p)
+    groups = [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
+    return [dict(g, lr=lr, base_lr=lr) for g in groups if g["params"]]
+
+
+@dataclass
+class Phase:
+    """``epochs`` passes over ``dataset``; ``name`` is handed to the step function (e.g. which cache)."""
+    name: str
+    dataset: Dataset
+    epochs: int
+
+
+def _save_state(acc, resume_dir: Path, step: int) -> None:
+    """Snapshot to a temp folder, then rename: a kill mid-save leaves the previous snapshot intact."""
+    tmp = resume_dir / f"state.tmp-{step}"
+    acc.save_state(str(tmp))
+    if acc.is_main_process:
+        (tmp / "step.json").write_text(json.dumps({"step": step}))
+        final = resume_dir / "state"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    acc.wait_for_everyone()
+
+
+def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phases: list[Phase],
+        batch_size: int, step_fn: Callable, min_lr_ratio: float, seed: int, resume_dir: Path | None,
+        checkpoint_every: int, live=None, desc: str = "train") -> int:
+    """Train ``module`` over ``phases``; returns the number of optimiser steps taken in total.
+
+    ``step_fn(module, batch, phase_name, epoch) -> dict`` computes the loss terms of one batch.
+    """
+    loaders = []
+    for ph in phases:
+        dl = DataLoader(ph.dataset, batch_size=batch_size, sampler=EpochSampler(len(ph.dataset), seed),
+                        drop_last=True, num_workers=0)
+        loaders.append(dl)
+    module, optimizer, *loaders = acc.prepare(module, optimizer, *loaders)
+    plan = [(ph, dl, e) for ph, dl in zip(phases, loaders) for e in range(ph.epochs)]
+    total = sum(len(dl) for _, dl, _ in plan)
+    if total == 0:
+        raise ValueError(f"{desc}: no training steps (datasets smaller than batch size {batch_size}?)")
+
+    step = 0
+    if resume_dir is not None and (resume_dir / "state" / "step.json").is_file():
+        acc.load_state(str(resume_dir / "state"))
+        step = json.loads((resume_dir / "state" / "step.json").read_text())["step"]
+        log.info("%s: resumed from step %d/%d (%s)", desc, step, total, resume_dir)
+
+    bar = tqdm(total=total, initial=step, desc=desc, disable=not acc.is_main_process, mininterval=5)
+    done = 0
+    module.train()
+    for phase, loader, epoch in plan:
+        if done + len(loader) <= step:  # finished before the snapshot we resumed from
+            done += len(loader)
+            continue
+        loader.set_epoch(epoch)
+        skip = step - done
+        batches = acc.skip_first_batches(loader, skip) if skip > 0 else loader
+        for batch in batches:
+            for group in optimizer.param_groups:
+                group["lr"] = cosine(step, total, group["base_lr"], group["base_lr"] * min_lr_ratio)
+            terms = step_fn(module, batch, phase.name, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            acc.backward(terms["loss"])
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            if step % 10 == 0 or step == total:
+                logged = {k: acc.reduce(v.detach().float(), reduction="mean").item() for k, v in terms.items()}
+                bar.set_postfix(loss=f"{logged['loss']:.4f}")
+                if live is not None and acc.is_main_process:
+                    live.step = step
+                    for k, v in logged.items():
+                        live.log_metric(f"train/{k}", v)
+                    live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
+                    live.make_summary()
+            if resume_dir is not None and checkpoint_every and step % checkpoint_every == 0 and step < total:
+                _save_state(acc, resume_dir, step)
+        done += len(loader)
+    bar.close()
+    return total
+
+
+def open_live(directory: Path | None, resume: bool):
+    """A dvclive logger writing only files (no git/DVC side effects); None where not wanted."""
+    if directory is None:
+        return None
+    from dvclive import Live
+    return Live(dir=str(directory), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+
+
+def sample_rngs(seed: int, epoch: int, indices: torch.Tensor) -> list[np.random.Generator]:
+    """One generator per *sample* (not per rank or batch): augmentation is independent of sharding."""
+    return [np.random.default_rng([seed, epoch, int(i)]) for i in indices]
+
+
+def augment(images: torch.Tensor, rngs: list[np.random.Generator], hflip: bool, jitter: float
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 B×3×H×W → float [0,1] with per-sample flip and brightness/contrast/saturation jitter.
+
+    Returns (images, flipped bool B). Geometry stays on the token grid: only horizontal flips.
+    """
+    x = images.float() / 255.0
+    flips = torch.tensor([bool(hflip and r.random() < 0.5) for r in rngs], device=x.device)
+    if flips.any():
+        x = torch.where(flips.view(-1, 1, 1, 1), x.flip(-1), x)
+    if jitter > 0:
+        f = torch.tensor(np.array([r.uniform(1 - jitter, 1 + jitter, 3) for r in rngs]), dtype=x.dtype, device=x.device)
+        x = x * f[:, 0].view(-1, 1, 1, 1)                                   # brightness
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * f[:, 1].view(-1, 1, 1, 1) + mean                    # contrast
+        grey = x.mean(dim=1, keepdim=True)
+        x = (x - grey) * f[:, 2].view(-1, 1, 1, 1) + grey                    # saturation
+        x = x.clamp_(0, 1)
+    return x, flips
+
+
+def flip_tokens(tokens: torch.Tensor, flips: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Mirror the patch tokens (B×(1+N)×D) of flipped samples on their grid; CLS stays."""
+    if not flips.any():
+        return tokens
+    b, n, d = tokens.shape
+    patches = tokens[:, 1:].reshape(b, grid[0], grid[1], d)
+    patches = torch.where(flips.view(-1, 1, 1, 1), patches.flip(2), patches)
+    return torch.cat([tokens[:, :1], patches.reshape(b, -1, d)], dim=1)
+
+
+def flip_maps(maps: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Mirror B×…×h×w maps (cached teacher logits or features) of flipped samples along w."""
+    if not flips.any():
+        return maps
+    return torch.where(flips.view(-1, *[1] * (maps.ndim - 1)), maps.flip(-1), maps)
