@@ -68,6 +68,7 @@ class PretrainConfig:
     batch_size: int
     lr: float
     weight_decay: float
+    checkpoint_every: int
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,13 @@ from tqdm import tqdm
 log = logging.getLogger("gkd.train")
 
 
+def seed_everything(seed: int) -> None:
+    import random
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 class EpochSampler(Sampler):
     """A permutation that depends only on (seed, epoch): resumable and identical on every rank."""
 

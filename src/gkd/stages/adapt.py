@@ -20,18 +20,15 @@ from gkd.distill import build_method
 from gkd.distill.task import SegTask
 from gkd.features import FeatureCache
 from gkd.models.artifacts import load_backbone, new_segmenter, save_segmenter
-from gkd.models.backbone import create_backbone
 from gkd.stages import common
 
 log = logging.getLogger("gkd.adapt")
 
 
-def run(cfg, method_name: str, data: Path, out: Path, stage1: Path | None, teacher_task: Path | None,
+def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: Path | None,
         features: Path | None, live_dir: Path | None) -> None:
     from gkd import train
     method = build_method(cfg, method_name)
-    if method.stage1 and stage1 is None:
-        raise ConfigError(f"method {method_name!r} adapts a stage-1 backbone: pass --stage1")
     if "logits" in method.teacher_inputs and teacher_task is None:
         raise ConfigError(f"method {method_name!r} needs teacher logits: pass --teacher-task")
     if "levels" in method.teacher_inputs and features is None:
@@ -39,12 +36,9 @@ def run(cfg, method_name: str, data: Path, out: Path, stage1: Path | None, teach
     meta = read_meta(data)
     a = cfg.adapt
     acc = train.make_accelerator()
-    common.seed_everything(cfg.seed)
+    train.seed_everything(cfg.seed)
     patch = cfg.benchmark.patch_size
-    if method.stage1:
-        backbone = load_backbone(stage1, img_size=meta.image_size, seed=cfg.seed, patch_size=patch)
-    else:
-        backbone = create_backbone(cfg.student, meta.image_size, seed=cfg.seed, patch_size=patch)
+    backbone = load_backbone(init, img_size=meta.image_size, seed=cfg.seed, patch_size=patch)
     model = new_segmenter(backbone, a.decoder, a.decoder_dim, meta.num_classes)
     caches = {}
     if "logits" in method.teacher_inputs:
@@ -72,7 +66,7 @@ def run(cfg, method_name: str, data: Path, out: Path, stage1: Path | None, teach
     def step(module, batch, phase, epoch):
         images, labels, idx = batch
         x, flips = train.augment(images, train.sample_rngs(cfg.seed, epoch, idx), a.hflip, a.color_jitter)
-        labels = torch.where(flips.view(-1, 1, 1), labels.flip(-1), labels)
+        labels = train.flip_maps(labels, flips)
         teacher = {}
         for name, cache in caches.items():
             t = cache.get(name, idx.tolist()).to(x.device)
@@ -100,13 +94,14 @@ def main(argv=None) -> None:
     p.add_argument("--method", required=True)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--stage1", type=Path, default=None, help="stage-1 backbone (methods with a distill stage)")
+    p.add_argument("--init", required=True, type=Path,
+                   help="backbone to start from: the method's stage-1 output, or the student initialisation")
     p.add_argument("--teacher-task", type=Path, default=None, help="teacher_task artifact (logit-KD methods)")
     p.add_argument("--features", type=Path, default=None, help="teacher feature cache (feature-KD methods)")
     p.add_argument("--live", type=Path, default=None)
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
-    run(cfg, args.method, args.data, args.out, args.stage1, args.teacher_task, args.features, args.live)
+    run(cfg, args.method, args.data, args.init, args.out, args.teacher_task, args.features, args.live)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import random
 import sys
-
-import numpy as np
 
 from gkd import config as config_mod
 
@@ -39,13 +36,6 @@ def setup(args: argparse.Namespace, selectors: tuple[str, ...] = ()) -> config_m
 def fail(err: Exception) -> "NoReturn":  # noqa: F821
     print(f"error: {err}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def run_main(fn, argv=None) -> None:

@@ -19,14 +19,14 @@ from gkd.data.prepared import SegmentationSplit, read_meta
 from gkd.distill import build_method
 from gkd.distill.masking import first_half_mask
 from gkd.features import FeatureCache
-from gkd.models.artifacts import save_backbone
-from gkd.models.backbone import create_backbone
+from gkd.models.artifacts import load_backbone, save_backbone
 from gkd.stages import common
 
 log = logging.getLogger("gkd.distill")
 
 
-def run(cfg, method_name: str, data: Path, features: Path, out: Path, live_dir: Path | None) -> None:
+def run(cfg, method_name: str, data: Path, student_weights: Path, features: Path, out: Path,
+        live_dir: Path | None) -> None:
     from gkd import train
     method = build_method(cfg, method_name)
     if not method.stage1:
@@ -48,9 +48,9 @@ def run(cfg, method_name: str, data: Path, features: Path, out: Path, live_dir: 
                               f"{len(datasets[key])}; rerun teacher_features")
 
     acc = train.make_accelerator()
-    common.seed_everything(cfg.seed)
-    student = create_backbone(cfg.student, meta.image_size, seed=cfg.seed, patch_size=cfg.benchmark.patch_size,
-                              with_mask_token=True)
+    train.seed_everything(cfg.seed)
+    student = load_backbone(student_weights, img_size=meta.image_size, seed=cfg.seed,
+                            patch_size=cfg.benchmark.patch_size, with_mask_token=True)
     teacher_dim = caches[phases[0][0]].index["arrays"]["tokens"]["shape"][-1]
     teacher_tokens = caches[phases[0][0]].index["arrays"]["tokens"]["shape"][0]
     if teacher_tokens != 1 + student.num_patches:
@@ -90,12 +90,13 @@ def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"))
     p.add_argument("--method", required=True)
     p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--student-weights", required=True, type=Path, help="student initialisation (student_weights)")
     p.add_argument("--features", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--live", type=Path, default=None)
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
-    run(cfg, args.method, args.data, args.features, args.out, args.live)
+    run(cfg, args.method, args.data, args.student_weights, args.features, args.out, args.live)
 
 
 if __name__ == "__main__":

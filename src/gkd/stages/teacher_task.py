@@ -51,7 +51,7 @@ class DecoderTask(torch.nn.Module):
 def run(cfg, data: Path, teacher_dir: Path, features: Path, out: Path, live_dir: Path | None) -> None:
     from gkd import train
     acc = train.make_accelerator()
-    common.seed_everything(cfg.seed)
+    train.seed_everything(cfg.seed)
     meta = read_meta(data)
     a = cfg.adapt
     teacher = load_backbone(teacher_dir, img_size=meta.image_size, seed=cfg.seed, patch_size=cfg.benchmark.patch_size)
