@@ -128,6 +128,7 @@ class Config:
     distill: DistillConfig
     adapt: AdaptConfig
     evaluate: EvaluateConfig
+    threads: int = 0
     raw: dict = field(repr=False, default_factory=dict)
 
     def method(self, name: str) -> MethodConfig:
@@ -246,6 +247,7 @@ def from_dict(raw: dict) -> Config:
         distill=build(DistillConfig, raw["distill"], "distill"),
         adapt=adapt,
         evaluate=build(EvaluateConfig, raw["evaluate"], "evaluate"),
+        threads=_check_type(raw.get("threads", 0), int, "threads"),
         raw=raw,
     )
     from gkd.distill import method_options  # late import: the method registry imports torch

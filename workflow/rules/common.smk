@@ -21,6 +21,7 @@ except gkd_config.ConfigError as err:
     raise WorkflowError(f"params.yaml: {err}")
 
 B, T, S = CFG.benchmark_name, CFG.teacher_name, CFG.student_name
+THREADS = CFG.threads or workflow.cores  # torch threads per job (params.yaml: threads)
 GROUPS = gkd_dag.method_groups(CFG)
 LAUNCH = gkd_dag.LAUNCH
 SEL = f"--params params.yaml --benchmark {B}"

@@ -22,7 +22,7 @@ rule distill:
         "logs/snakemake/distill_{method}.log",
     benchmark:
         "benchmarks/runs/distill_{method}.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.distill {PAIR} --method {wildcards.method} --data {input.data} "
         "--student-weights {input.student} --features {input.features} --out {output.model} "
@@ -45,7 +45,7 @@ rule adapt:
         "logs/snakemake/adapt_{method}.log",
     benchmark:
         "benchmarks/runs/adapt_{method}.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.adapt {PAIR} --method {wildcards.method} --data {input.data} --init {input.init} "
         "--out {output.model} --live {output.live} > {log} 2>&1"
@@ -67,7 +67,7 @@ rule train:
         "logs/snakemake/train_{method}.log",
     benchmark:
         "benchmarks/runs/train_{method}.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.adapt {PAIR} --method {wildcards.method} --data {input.data} --init {input.init} "
         "--out {output.model} --live {output.live} > {log} 2>&1"
@@ -91,7 +91,7 @@ rule train_kd:
         "logs/snakemake/train_kd_{method}.log",
     benchmark:
         "benchmarks/runs/train_kd_{method}.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.adapt {PAIR} --method {wildcards.method} --data {input.data} --init {input.init} "
         "--teacher-task {input.teacher_task} --features {input.features} --out {output.model} "

@@ -12,7 +12,7 @@ rule evaluate_teacher:
         "logs/snakemake/evaluate_teacher.log",
     benchmark:
         "benchmarks/runs/evaluate_teacher.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.evaluate {SEL} --model {input.model} --data {input.data} --out {output} "
         "--name teacher > {log} 2>&1"
@@ -33,7 +33,7 @@ rule evaluate:
         "logs/snakemake/evaluate_{method}.log",
     benchmark:
         "benchmarks/runs/evaluate_{method}.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.evaluate {SEL} --model {input.model} --data {input.data} --out {output} "
         "--name {wildcards.method} > {log} 2>&1"

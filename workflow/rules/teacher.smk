@@ -11,7 +11,7 @@ rule teacher_weights:
         f"logs/snakemake/teacher_weights_{T}.log",
     benchmark:
         f"benchmarks/runs/teacher_weights_{T}.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.teacher_weights {SEL} --teacher {T} --data {input.data} --out {output} > {log} 2>&1"
 
@@ -28,7 +28,7 @@ rule student_weights:
         f"logs/snakemake/student_weights_{S}.log",
     benchmark:
         f"benchmarks/runs/student_weights_{S}.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.student_weights {SEL} --student {S} --data {input.data} --out {output} > {log} 2>&1"
 
@@ -46,7 +46,7 @@ rule teacher_features:
         f"logs/snakemake/teacher_features_{T}.log",
     benchmark:
         f"benchmarks/runs/teacher_features_{T}.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.teacher_features {SEL} --teacher {T} --data {input.data} "
         "--teacher-weights {input.teacher} --out {output} > {log} 2>&1"
@@ -67,7 +67,7 @@ rule teacher_task:
         "logs/snakemake/teacher_task.log",
     benchmark:
         "benchmarks/runs/teacher_task.tsv"
-    threads: workflow.cores
+    threads: THREADS
     shell:
         "{LAUNCH} gkd.stages.teacher_task {SEL} --teacher {T} --data {input.data} --teacher-weights {input.teacher} "
         "--features {input.features} --out {output.model} --live {output.live} > {log} 2>&1"

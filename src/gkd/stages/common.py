@@ -28,9 +28,19 @@ def setup(args: argparse.Namespace, selectors: tuple[str, ...] = ()) -> config_m
     for noisy in ("datasets", "accelerate", "timm", "filelock", "fsspec", "urllib3", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return config_mod.load(args.params, **{s: getattr(args, s) for s in selectors})
+        cfg = config_mod.load(args.params, **{s: getattr(args, s) for s in selectors})
     except config_mod.ConfigError as err:
         fail(err)
+    set_threads(cfg.threads)
+    return cfg
+
+
+def set_threads(threads: int) -> None:
+    """Pin torch's intra-op threads (accelerate launch and Snakemake set OMP_NUM_THREADS differently)."""
+    import torch
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 def fail(err: Exception) -> "NoReturn":  # noqa: F821
