@@ -71,6 +71,7 @@ class Stage1(nn.Module):
         return unmasked, masked
 
     def forward(self, images: torch.Tensor, teacher_tokens: torch.Tensor, mask: torch.Tensor) -> dict:
+        teacher_tokens = teacher_tokens.detach()  # keys and targets: the teacher is a constant
         s_u, s_m = self.student_views(images, mask)
         t_cls, t_patch = teacher_tokens[:, 0], teacher_tokens[:, 1:]
         cls = self.token_head(s_u[:, 0])

@@ -1,0 +1,55 @@
+"""Shared fixtures: an offline environment and a tiny copy of the repository for pipeline runs."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Hub lookups would hang ~50 s before failing: tests never need the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("GKD_LOG", "WARNING")
+
+
+def tiny_params() -> dict:
+    from gkd.config import merge
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return merge(base, yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text()))
+
+
+def copy_repo(dest: Path, params: dict | None = None) -> Path:
+    """The committed + untracked (not ignored) files of the repo, as a fresh git repo at ``dest``."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for rel in files:
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    if params is not None:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=dest, check=True)
+    subprocess.run(git + ["commit", "-qm", "copy"], cwd=dest, check=True)
+    return dest
+
+
+def run(cmd: list[str] | str, cwd: Path, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, shell=isinstance(cmd, str))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    from gkd.config import from_dict
+    return from_dict(tiny_params())

@@ -1,0 +1,73 @@
+import pytest
+import yaml
+
+from gkd.config import ConfigError, from_dict, load, merge
+from conftest import ROOT, tiny_params
+
+
+def test_default_params_validate():
+    cfg = load(ROOT / "params.yaml")
+    assert cfg.benchmark_name == "synthetic" and cfg.methods[0] == "student_only"
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("student", "vit_xl", "unknown student 'vit_xl'; valid choices: deit_b, deit_s, vit_s, vit_t"),
+    ("teacher", "dino9", "unknown teacher 'dino9'; valid choices:"),
+    ("benchmark", "kitti", "unknown benchmark 'kitti'; valid choices: synthetic"),
+    ("methods", ["gkd", "magic_kd"], "unknown method 'magic_kd'; valid choices:"),
+])
+def test_bad_preset_names_list_valid_choices(key, value, needle):
+    raw = tiny_params()
+    raw[key] = value
+    with pytest.raises(ConfigError, match="valid choices") as err:
+        from_dict(raw)
+    assert needle in str(err.value)
+
+
+def test_wrong_type_and_unknown_key_are_named():
+    raw = tiny_params()
+    raw["distill"]["batch_size"] = "lots"
+    with pytest.raises(ConfigError, match=r"distill.batch_size: expected int, got 'lots'"):
+        from_dict(raw)
+    raw = tiny_params()
+    raw["adapt"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match=r"adapt: unknown key\(s\) learning_rate; valid keys:"):
+        from_dict(raw)
+    raw = tiny_params()
+    raw["method_configs"]["gkd"]["qsdd"] = True
+    with pytest.raises(ConfigError, match="method_configs.gkd: unknown key"):
+        from_dict(raw)
+    raw = tiny_params()
+    raw["adapt"]["decoder"] = "mask2former"
+    with pytest.raises(ConfigError, match="unknown decoder 'mask2former'; valid choices: linear, mlp"):
+        from_dict(raw)
+
+
+def test_numbers_from_command_lines_are_cast():
+    raw = tiny_params()
+    raw["seed"] = "3"  # snakemake --config hands values over as strings
+    assert from_dict(raw).seed == 3
+
+
+def test_selector_override_and_bad_override(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params()))
+    assert load(path, student="vit_s").student.timm_name == "vit_small_patch16_224"
+    with pytest.raises(ConfigError, match="only selectors"):
+        load(path, seed="1")
+
+
+def test_merge_is_deep():
+    assert merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"b": 5}}) == {"a": {"b": 5, "c": 2}, "d": 1}
+
+
+def test_stage_cli_reports_bad_preset_before_compute(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params()))
+    proc = subprocess.run([sys.executable, "-m", "gkd.stages.prepare", "--params", str(path), "--benchmark", "nope",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: unknown benchmark 'nope'; valid choices: synthetic"
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,60 @@
+"""The two DAG declarations (Snakemake rules, generated dvc.yaml) must never drift apart."""
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from conftest import ROOT, copy_repo, run, tiny_params
+
+
+def test_committed_dvc_yaml_is_current():
+    proc = run(["gkd", "dag", "--check"], cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def snakemake_jobs(repo) -> dict[str, dict]:
+    """Every job of a forced dry run: name (rule or rule@method) → shell command, inputs, outputs."""
+    out = run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", "results/f2l_table.csv"], cwd=repo).stdout
+    jobs, job = {}, None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        if m:
+            job = {"rule": m.group(1), "input": set(), "output": set(), "wildcards": {}}
+            continue
+        if job is None:
+            continue
+        m = re.match(r"^    (input|output|wildcards): (.*)$", line)
+        if m:
+            items = [x.strip() for x in m.group(2).split(",")]
+            if m.group(1) == "wildcards":
+                job["wildcards"] = dict(i.split("=", 1) for i in items)
+            else:
+                job[m.group(1)] = set(items)
+        elif line.startswith("Shell command: "):
+            cmd = re.sub(r" > \S+ 2>&1$", "", line[len("Shell command: "):])  # log redirection only
+            name = job["rule"] + (f"@{job['wildcards']['method']}" if "method" in job["wildcards"] else "")
+            jobs[name] = {"cmd": cmd, "deps": job["input"], "outs": job["output"]}
+            job = None
+    return jobs
+
+
+def dvc_stages(repo) -> dict[str, dict]:
+    from dvc.repo import Repo
+    with Repo(str(repo)) as r:
+        return {s.addressing: {"cmd": s.cmd, "deps": {str(d.def_path) for d in s.deps},
+                               "outs": {str(o.def_path) for o in s.outs}} for s in r.index.stages}
+
+
+@pytest.mark.parametrize("variant", ["default", "tiny-vit_s"])
+def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, variant):
+    params = tiny_params()
+    if variant != "default":
+        params["student"] = "vit_s"
+    repo = copy_repo(tmp_path, params)
+    smk, dvc = snakemake_jobs(repo), dvc_stages(repo)
+    assert sorted(smk) == sorted(dvc)
+    assert {"prepare", "teacher_features", "distill@gkd", "adapt@gkd", "train@student_only", "report"} <= set(dvc)
+    for name in dvc:
+        assert smk[name] == dvc[name], name
