@@ -102,7 +102,6 @@ class AdaptConfig:
     weight_decay: float
     hflip: bool
     color_jitter: float
-    teacher_epochs: int
     checkpoint_every: int
 
 

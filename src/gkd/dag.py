@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LAUNCH = "accelerate launch --config_file workflow/accelerate.yaml -m"
+LAUNCH = "accelerate launch --quiet --config_file workflow/accelerate.yaml -m"
 PY = "python -m"
 
 # Library code each stage family imports (besides its own module): a change reruns the stage.

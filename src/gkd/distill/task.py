@@ -49,3 +49,40 @@ class SegTask(nn.Module):
                                             teacher=teacher or {}))
         terms["loss"] = terms["ce"] + sum(v for k, v in terms.items() if k.startswith("w_"))
         return terms
+
+
+def fit_segmenter(cfg, acc, model, method, frozen: bool, data, source: str, caches: dict, extra, resume_dir, live,
+                  desc: str):
+    """Task training on the labelled source split with the `adapt` recipe (shared by every row).
+
+    ``caches`` maps a teacher input name (``logits``, ``levels``) to its FeatureCache; each batch gets
+    the rows of its images, mirrored with the student's view. Returns (trained segmenter, steps).
+    """
+    from gkd import train
+    from gkd.config import ConfigError
+    from gkd.data.prepared import SegmentationSplit
+
+    a = cfg.adapt
+    dataset = SegmentationSplit(data, source, "train")
+    for name, cache in caches.items():
+        if cache.num_images != len(dataset):
+            raise ConfigError(f"teacher {name} cache has {cache.num_images} images, the source split {len(dataset)}")
+    task = SegTask(model, method, frozen_backbone=frozen, extra=extra)
+    groups = train.param_groups(list(model.decoder.named_parameters()), a.lr, a.weight_decay)
+    if extra is not None:
+        groups += train.param_groups(list(extra.named_parameters()), a.lr, a.weight_decay)
+    if not frozen:
+        groups += train.param_groups(list(model.backbone.named_parameters()), a.backbone_lr, a.weight_decay)
+    optimizer = torch.optim.AdamW(groups)
+
+    def step(module, batch, phase, epoch):
+        images, labels, idx = batch
+        x, flips = train.augment(images, train.sample_rngs(cfg.seed, epoch, idx), a.hflip, a.color_jitter)
+        teacher = {name: train.flip_maps(cache.get(name, idx.tolist()).to(x.device), flips)
+                   for name, cache in caches.items()}
+        return module(x, train.flip_maps(labels, flips), teacher)
+
+    steps = train.fit(acc=acc, module=task, optimizer=optimizer, phases=[train.Phase("train", dataset, a.epochs)],
+                      batch_size=a.batch_size, step_fn=step, min_lr_ratio=a.min_lr / a.lr, seed=cfg.seed,
+                      resume_dir=resume_dir, checkpoint_every=a.checkpoint_every, live=live, desc=desc)
+    return acc.unwrap_model(task).segmenter, steps

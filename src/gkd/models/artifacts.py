@@ -42,6 +42,7 @@ def load_backbone(directory: Path, img_size: int | None = None, seed: int = 0, p
     mask_token = state.pop("gkd.mask_token", None)
     bb = _build_with_state(preset, img_size or meta["img_size"], seed, state, patch_size or meta["patch_size"],
                            with_mask_token)
+    bb.preset = preset
     if mask_token is not None and bb.mask_token is not None:
         bb.mask_token.data.copy_(mask_token)
     return bb
@@ -59,9 +60,10 @@ def new_segmenter(backbone: Backbone, decoder: str, dim: int, num_classes: int) 
     return Segmenter(backbone, build_decoder(decoder, backbone.embed_dim, len(backbone.levels), num_classes, dim))
 
 
-def save_segmenter(directory: Path, model: Segmenter, preset: ModelConfig, img_size: int, decoder: str, dim: int,
+def save_segmenter(directory: Path, model: Segmenter, img_size: int, decoder: str, dim: int,
                    classes: list[str], info: dict) -> None:
     model = getattr(model, "module", model)
+    preset = model.backbone.preset
     state = {f"backbone.vit.{k}": v for k, v in model.backbone.vit.state_dict().items()}
     state.update({f"decoder.{k}": v for k, v in model.decoder.state_dict().items()})
     io.save_safetensors(directory / "model.safetensors", state)

@@ -129,6 +129,7 @@ def create_backbone(mc: ModelConfig, img_size: int, *, seed: int, weights_file: 
     import timm
     from timm.data import resolve_data_config
 
+    preset = mc
     if patch_size is not None and patch_size != mc.patch_size:
         mc = ModelConfig(**{**mc.__dict__, "patch_size": patch_size})
     torch.manual_seed(seed)
@@ -157,7 +158,9 @@ def create_backbone(mc: ModelConfig, img_size: int, *, seed: int, weights_file: 
     if state is not None:
         vit.load_state_dict(adapt_state_dict(state, vit), strict=True)
     cfg = resolve_data_config({}, model=vit)
-    return Backbone(vit, cfg["mean"], cfg["std"], with_mask_token=with_mask_token)
+    backbone = Backbone(vit, cfg["mean"], cfg["std"], with_mask_token=with_mask_token)
+    backbone.preset = preset  # the preset it was built from: artifacts record it to rebuild the model
+    return backbone
 
 
 def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:

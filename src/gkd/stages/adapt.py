@@ -17,7 +17,7 @@ from gkd import io
 from gkd.config import ConfigError
 from gkd.data.prepared import SegmentationSplit, read_meta
 from gkd.distill import build_method
-from gkd.distill.task import SegTask
+from gkd.distill.task import fit_segmenter
 from gkd.features import FeatureCache
 from gkd.models.artifacts import load_backbone, new_segmenter, save_segmenter
 from gkd.stages import common
@@ -49,37 +49,13 @@ def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: 
     extra = method.task_module(student_dim=backbone.embed_dim, num_classes=meta.num_classes,
                                teacher_shapes=teacher_shapes, grid=backbone.grid) if hasattr(method, "task_module") else None
     frozen = method.frozen_backbone()
-    task = SegTask(model, method, frozen_backbone=frozen, extra=extra)
-    groups = train.param_groups(list(model.decoder.named_parameters()), a.lr, a.weight_decay)
-    if extra is not None:
-        groups += train.param_groups(list(extra.named_parameters()), a.lr, a.weight_decay)
-    if not frozen:
-        groups += train.param_groups(list(model.backbone.named_parameters()), a.backbone_lr, a.weight_decay)
-    optimizer = torch.optim.AdamW(groups)
-    dataset = SegmentationSplit(data, meta.source, "train")
-    for name, cache in caches.items():
-        if cache.num_images != len(dataset):
-            raise ConfigError(f"teacher {name} cache has {cache.num_images} images, the source split {len(dataset)}")
     resume = out.with_name(f".{out.name}.resume")
     live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
-
-    def step(module, batch, phase, epoch):
-        images, labels, idx = batch
-        x, flips = train.augment(images, train.sample_rngs(cfg.seed, epoch, idx), a.hflip, a.color_jitter)
-        labels = train.flip_maps(labels, flips)
-        teacher = {}
-        for name, cache in caches.items():
-            t = cache.get(name, idx.tolist()).to(x.device)
-            teacher[name] = train.flip_maps(t, flips)
-        return module(x, labels, teacher)
-
-    steps = train.fit(acc=acc, module=task, optimizer=optimizer, phases=[train.Phase("train", dataset, a.epochs)],
-                      batch_size=a.batch_size, step_fn=step, min_lr_ratio=a.min_lr / a.lr, seed=cfg.seed,
-                      resume_dir=resume, checkpoint_every=a.checkpoint_every, live=live, desc=f"adapt {method_name}")
+    trained, steps = fit_segmenter(cfg, acc, model, method, frozen, data, meta.source, caches, extra, resume, live,
+                                   desc=f"adapt {method_name}")
     if acc.is_main_process:
-        trained = acc.unwrap_model(task).segmenter
         with io.atomic_path(out, is_dir=True) as tmp:
-            save_segmenter(tmp, trained, cfg.student, meta.image_size, a.decoder, a.decoder_dim, meta.classes,
+            save_segmenter(tmp, trained, meta.image_size, a.decoder, a.decoder_dim, meta.classes,
                            {"role": "student", "method": method_name, "student": cfg.student_name,
                             "teacher": cfg.teacher_name if (method.stage1 or caches) else None,
                             "frozen_backbone": frozen, "steps": steps, "benchmark": cfg.benchmark_name})
