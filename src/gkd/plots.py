@@ -1,0 +1,93 @@
+"""Figures of the report: the table as heatmap + grouped bars, a radar chart like the paper's Fig. 2,
+and a qualitative grid (image / ground truth / predictions of several methods, one row per domain)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gkd import io
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def table_figure(df: pd.DataFrame, path: Path, title: str) -> None:
+    """Heatmap of the table next to bars grouped by domain (one colour per method)."""
+    import seaborn as sns
+    plt = _plt()
+    cols = [c for c in df.columns if c not in ("Method", "Params (M)")]
+    long = df.melt(id_vars="Method", value_vars=cols, var_name="domain", value_name="mIoU")
+    sns.set_theme(style="whitegrid", font_scale=0.9)
+    fig, (ax_heat, ax_bar) = plt.subplots(1, 2, figsize=(14, 0.5 * len(df) + 3), dpi=110,
+                                         gridspec_kw={"width_ratios": [1.0, 1.5]})
+    sns.heatmap(df.set_index("Method")[cols], annot=True, fmt=".1f", cmap="viridis", vmin=0,
+                vmax=max(1.0, float(df[cols].to_numpy().max())), cbar_kws={"label": "mIoU (%)"}, ax=ax_heat)
+    ax_heat.set(xlabel="", ylabel="", title="mIoU per domain (%)")
+    ax_heat.tick_params(axis="x", rotation=35)
+    sns.barplot(data=long, x="domain", y="mIoU", hue="Method", ax=ax_bar, palette="tab10")
+    ax_bar.set(xlabel="", ylabel="mIoU (%)", title="grouped by domain (targets unseen in training)")
+    ax_bar.tick_params(axis="x", rotation=35)
+    ax_bar.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(title)
+    fig.tight_layout()
+    io.save_figure(path, fig)
+    plt.close(fig)
+
+
+def radar(df: pd.DataFrame, axes: list[str], path: Path, title: str) -> None:
+    """One polygon per method over the benchmark axes (the paper's Fig. 2 layout)."""
+    plt = _plt()
+    angles = np.linspace(0, 2 * np.pi, len(axes), endpoint=False).tolist()
+    fig = plt.figure(figsize=(6.5, 6.5), dpi=110)
+    ax = fig.add_subplot(111, polar=True)
+    top = max(1.0, float(df[axes].to_numpy().max()))
+    colours = plt.get_cmap("tab10")
+    for i, (_, row) in enumerate(df.iterrows()):
+        values = [row[a] for a in axes]
+        style = dict(linewidth=2.6 if "GKD" in row["Method"] else 1.4,
+                     linestyle="--" if row["Method"] == "Teacher" else "-")
+        ax.plot(angles + angles[:1], values + values[:1], label=row["Method"], color=colours(i), **style)
+        ax.fill(angles + angles[:1], values + values[:1], color=colours(i), alpha=0.06)
+    ax.set_xticks(angles)
+    ax.set_xticklabels(axes)
+    ax.set_ylim(0, top * 1.05)
+    ax.set_title(title, pad=22)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.12), fontsize=8)
+    fig.tight_layout()
+    io.save_figure(path, fig)
+    plt.close(fig)
+
+
+def qualitative(rows: list[tuple[str, np.ndarray, np.ndarray, list[np.ndarray]]], names: list[str],
+                palette: np.ndarray, path: Path, title: str) -> None:
+    """rows: (domain, image, label, [prediction per model]); columns image | GT | each model."""
+    plt = _plt()
+    ncol = 2 + len(names)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(1.9 * ncol, 1.9 * len(rows) + 0.6), dpi=110, squeeze=False)
+
+    def colour(label):
+        out = np.zeros((*label.shape, 3), np.uint8)
+        valid = label < len(palette)
+        out[valid] = palette[label[valid]]
+        return out
+
+    for r, (domain, image, label, preds) in enumerate(rows):
+        pics = [image, colour(label)] + [colour(p) for p in preds]
+        for c, pic in enumerate(pics):
+            ax = axes[r, c]
+            ax.imshow(pic, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title((["image", "ground truth"] + names)[c], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(domain, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    io.save_figure(path, fig)
+    plt.close(fig)
