@@ -2,8 +2,8 @@
 
 A method says what it needs and supplies its losses:
 * ``stage1``: it has a label-free representation-distillation stage (``distill``) before task training;
-* ``teacher_inputs``: what its task training reads from the ``teacher_task`` artifacts
-  (``"logits"`` cached teacher logits, ``"levels"`` cached teacher multi-level features);
+* ``teacher_inputs``: what its task training reads from cached teacher outputs (``"logits"`` of
+  `teacher_task`; ``"tokens"``, ``"levels"``, ``"shallow"`` of `teacher_features`);
 * ``Options``: a dataclass of its knobs, validated from ``method_configs.<name>`` in params.yaml;
 * ``stage1_module(...)`` / ``task_module(...)``: the trainable ``nn.Module`` whose ``forward`` returns a
   dict of named loss terms (``loss`` is optimised).
@@ -31,7 +31,8 @@ class Method:
     display: ClassVar[str]            # row label in the tables
     Options: ClassVar[type] = NoOptions
     stage1: ClassVar[bool] = False
-    teacher_inputs: ClassVar[tuple[str, ...]] = ()
+    teacher_inputs: ClassVar[tuple[str, ...]] = ()   # logits (teacher_task) / tokens, levels, shallow (features)
+    student_taps: ClassVar[tuple[int, ...]] = ()     # student blocks whose patch tokens the task terms need
 
     def __init__(self, options):
         self.options = options
@@ -39,6 +40,17 @@ class Method:
     def frozen_backbone(self) -> bool:
         """Stage 2 on a frozen backbone (GKD) or end-to-end task training (every other method)."""
         return False
+
+    def task_module(self, **shapes):
+        """Extra trainable student-side modules of the task loss (align convs, generators), or None."""
+        return None
+
+    def task_terms(self, task, **outputs) -> dict:
+        """Distillation terms added to CE during task training (unweighted; see task_weights)."""
+        return {}
+
+    def task_weights(self) -> dict[str, float]:
+        return {}
 
 
 def method_options(cfg, name: str):
@@ -55,4 +67,4 @@ def build_method(cfg, name: str) -> Method:
 
 
 # Registration happens on import of each method module.
-from gkd.distill import student_only, gkd  # noqa: E402,F401
+from gkd.distill import student_only, vanilla_kd, cwd, afdcd, vitkd, proteus, gkd  # noqa: E402,F401

@@ -96,10 +96,9 @@ class GKD(Method):
 
     def stage1_module(self, student: nn.Module, teacher_dim: int) -> Stage1:
         o = self.options
-        weights = {"token": o.lambda_token, "fea": o.lambda_fea, "patch": o.lambda_patch}
         if not o.mask and student.mask_token is not None:
             student.mask_token.requires_grad_(False)
-        return Stage1(student, teacher_dim, o.qsd, weights)
+        return Stage1(student, teacher_dim, o.qsd, {"token": o.lambda_token, "fea": o.lambda_fea, "patch": o.lambda_patch})
 
     @property
     def mask_ratio(self) -> float:
@@ -107,6 +106,3 @@ class GKD(Method):
 
     def frozen_backbone(self) -> bool:
         return self.options.stage2 == "frozen"
-
-    def task_terms(self, task, **_) -> dict:
-        return {}

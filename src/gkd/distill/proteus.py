@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gkd.distill import register_method
-from gkd.distill.gkd import GKD
+from gkd.distill.gkd import GKD, Stage1
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class Proteus(GKD):
 
     def stage1_module(self, student, teacher_dim):
         o = self.options
-        module = self._stage1(student, teacher_dim, qsd=False,
-                              weights={"token": o.lambda_token, "fea": o.lambda_fea, "patch": o.lambda_patch})
+        module = Stage1(student, teacher_dim, qsd=False,
+                        weights={"token": o.lambda_token, "fea": o.lambda_fea, "patch": o.lambda_patch})
         module.patch_loss_masked_only = True
         return module
 

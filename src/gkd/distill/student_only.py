@@ -8,6 +8,3 @@ from gkd.distill import Method, register_method
 class StudentOnly(Method):
     name = "student_only"
     display = "Student-only"
-
-    def task_terms(self, task, **_) -> dict:
-        return {}

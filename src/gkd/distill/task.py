@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gkd.data.prepared import IGNORE
+from gkd.distill.losses import weighted_sum
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -37,17 +38,17 @@ class SegTask(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, teacher: dict | None = None):
-        backbone = self.segmenter.backbone
-        if self.frozen:
-            with torch.no_grad():
-                tokens, levels = backbone.forward_tokens(images)
-        else:
-            tokens, levels = backbone.forward_tokens(images)
+        backbone, taps = self.segmenter.backbone, self.method.student_taps
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            out = backbone.forward_tokens(images, taps=taps)
+        tokens, levels = out[0], out[1]
         logits = self.segmenter.decoder(levels)
         terms = {"ce": cross_entropy(logits, labels)}
-        terms.update(self.method.task_terms(self, logits=logits, levels=levels, tokens=tokens, labels=labels,
-                                            teacher=teacher or {}))
-        terms["loss"] = terms["ce"] + sum(v for k, v in terms.items() if k.startswith("w_"))
+        teacher = {k: v.detach() for k, v in (teacher or {}).items()}  # the teacher is a constant
+        kd = self.method.task_terms(self, logits=logits, levels=levels, tokens=tokens,
+                                    taps=out[2] if taps else [], labels=labels, teacher=teacher)
+        terms.update(kd)
+        terms["loss"] = terms["ce"] + weighted_sum(kd, self.method.task_weights()) if kd else terms["ce"]
         return terms
 
 
@@ -75,10 +76,12 @@ def fit_segmenter(cfg, acc, model, method, frozen: bool, data, source: str, cach
         groups += train.param_groups(list(model.backbone.named_parameters()), a.backbone_lr, a.weight_decay)
     optimizer = torch.optim.AdamW(groups)
 
+    grid = model.backbone.grid
+
     def step(module, batch, phase, epoch):
         images, labels, idx = batch
         x, flips = train.augment(images, train.sample_rngs(cfg.seed, epoch, idx), a.hflip, a.color_jitter)
-        teacher = {name: train.flip_maps(cache.get(name, idx.tolist()).to(x.device), flips)
+        teacher = {name: flip_teacher(name, cache.get(name, idx.tolist()).to(x.device), flips, grid)
                    for name, cache in caches.items()}
         return module(x, train.flip_maps(labels, flips), teacher)
 
@@ -86,3 +89,21 @@ def fit_segmenter(cfg, acc, model, method, frozen: bool, data, source: str, cach
                       batch_size=a.batch_size, step_fn=step, min_lr_ratio=a.min_lr / a.lr, seed=cfg.seed,
                       resume_dir=resume_dir, checkpoint_every=a.checkpoint_every, live=live, desc=desc)
     return acc.unwrap_model(task).segmenter, steps
+
+
+def flip_teacher(name: str, value: torch.Tensor, flips: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Mirror cached teacher outputs of flipped samples, whatever their layout.
+
+    logits B×K×h×w and levels B×L×D×h×w are maps; tokens B×(1+N)×D and shallow B×L×N×D are token
+    sequences on the grid (CLS, where present, stays put).
+    """
+    from gkd import train
+    if name in ("logits", "levels"):
+        return train.flip_maps(value, flips)
+    if name == "tokens":
+        return train.flip_tokens(value, flips, grid)
+    if name == "shallow":
+        b, l, n, d = value.shape
+        grids = value.reshape(b, l, grid[0], grid[1], d)
+        return train.flip_maps(grids.transpose(-1, -2), flips).transpose(-1, -2).reshape(b, l, n, d)
+    raise ValueError(f"unknown teacher input {name!r}")

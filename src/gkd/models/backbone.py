@@ -49,11 +49,12 @@ class Backbone(nn.Module):
     def num_patches(self) -> int:
         return self.grid[0] * self.grid[1]
 
-    def forward_tokens(self, images: torch.Tensor, mask: torch.Tensor | None = None,
-                       with_levels: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward_tokens(self, images: torch.Tensor, mask: torch.Tensor | None = None, with_levels: bool = True,
+                       taps: tuple[int, ...] = ()):
         """images: float in [0, 1], B×3×H×W. mask: bool B×N (True = hide this patch).
 
-        Returns (tokens B×(1+N)×D after the final norm, [B×D×h×w per level, without norm]).
+        Returns (tokens B×(1+N)×D after the final norm, [B×D×h×w per level, without norm]); with
+        ``taps`` (block indices) also the patch tokens B×N×D after those blocks, as a third item.
         """
         vit = self.vit
         x = vit.patch_embed((images - self.mean) / self.std)
@@ -63,16 +64,18 @@ class Backbone(nn.Module):
             x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
         x = vit.norm_pre(vit._pos_embed(x))
         prefix = vit.num_prefix_tokens
-        levels = []
+        levels, tapped = [], []
         for i, block in enumerate(vit.blocks):
             x = block(x)
             if with_levels and i in self.levels:
                 b, _, d = x.shape
                 levels.append(x[:, prefix:].transpose(1, 2).reshape(b, d, *self.grid))
+            if i in taps:
+                tapped.append(x[:, prefix:])
         x = vit.norm(x)
         if prefix > 1:  # keep CLS + patches only (register tokens are not distillation targets)
             x = torch.cat([x[:, :1], x[:, prefix:]], dim=1)
-        return x, levels
+        return (x, levels, tapped) if taps else (x, levels)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.forward_tokens(images)[1]

@@ -31,7 +31,7 @@ def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: 
     method = build_method(cfg, method_name)
     if "logits" in method.teacher_inputs and teacher_task is None:
         raise ConfigError(f"method {method_name!r} needs teacher logits: pass --teacher-task")
-    if "levels" in method.teacher_inputs and features is None:
+    if set(method.teacher_inputs) - {"logits"} and features is None:
         raise ConfigError(f"method {method_name!r} needs teacher features: pass --features")
     meta = read_meta(data)
     a = cfg.adapt
@@ -40,14 +40,11 @@ def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: 
     patch = cfg.benchmark.patch_size
     backbone = load_backbone(init, img_size=meta.image_size, seed=cfg.seed, patch_size=patch)
     model = new_segmenter(backbone, a.decoder, a.decoder_dim, meta.num_classes)
-    caches = {}
-    if "logits" in method.teacher_inputs:
-        caches["logits"] = FeatureCache(teacher_task / "logits")
-    if "levels" in method.teacher_inputs:
-        caches["levels"] = FeatureCache(features / "train")
+    caches = {name: FeatureCache(teacher_task / "logits" if name == "logits" else features / "train")
+              for name in method.teacher_inputs}
     teacher_shapes = {k: c.index["arrays"][k]["shape"] for k, c in caches.items()}
     extra = method.task_module(student_dim=backbone.embed_dim, num_classes=meta.num_classes,
-                               teacher_shapes=teacher_shapes, grid=backbone.grid) if hasattr(method, "task_module") else None
+                               teacher_shapes=teacher_shapes, grid=backbone.grid)
     frozen = method.frozen_backbone()
     resume = out.with_name(f".{out.name}.resume")
     live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None

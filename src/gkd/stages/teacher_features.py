@@ -1,7 +1,8 @@
 """Stage `teacher_features`: run the frozen teacher once and cache its tokens (fp16 shards + index).
 
-For the source training split: final-LN CLS + patch tokens (stage-1 targets) and multi-level block
-outputs (what the teacher's decoder is trained on in `teacher_task`). For the generic stream, if the
+For the source training split: final-LN CLS + patch tokens (stage-1 targets), the multi-level block
+outputs the decoder reads (teacher logits for the KD baselines, Af-DCD's last feature map) and the
+patch tokens of blocks 1-2 (ViTKD). For the generic stream, if the
 benchmark has one: tokens only (stage-1a targets). Every later stage reads this cache; none re-runs
 the teacher per training step.
 
@@ -23,6 +24,7 @@ from gkd.models.artifacts import load_backbone
 from gkd.stages import common
 
 log = logging.getLogger("gkd.teacher_features")
+SHALLOW_BLOCKS = (0, 1)  # patch tokens after blocks 1 and 2: ViTKD's mimicking targets
 
 
 @torch.no_grad()
@@ -34,15 +36,18 @@ def extract(teacher, dataset, directory: Path, batch_size: int, shard_size: int,
                disable=not acc.is_main_process, mininterval=5)
     shapes = {}
     for k in shards:
-        parts: dict[str, list] = {"tokens": [], "levels": []}
+        parts: dict[str, list] = {"tokens": [], "levels": [], "shallow": []}
         stop = min(n, (k + 1) * shard_size)
         for start in range(k * shard_size, stop, batch_size):
             idx = range(start, min(stop, start + batch_size))
             images = torch.stack([dataset[i][0] for i in idx]).to(acc.device)
-            tokens, levels = teacher.forward_tokens(to_float(images), with_levels=with_levels)
-            parts["tokens"].append(tokens.half().cpu())
             if with_levels:
-                parts["levels"].append(torch.stack(levels, dim=1).half().cpu())  # B×L×D×h×w
+                tokens, levels, shallow = teacher.forward_tokens(to_float(images), taps=SHALLOW_BLOCKS)
+                parts["levels"].append(torch.stack(levels, dim=1).half().cpu())    # B×L×D×h×w
+                parts["shallow"].append(torch.stack(shallow, dim=1).half().cpu())  # B×2×N×D
+            else:
+                tokens, _ = teacher.forward_tokens(to_float(images), with_levels=False)
+            parts["tokens"].append(tokens.half().cpu())
             bar.update(len(idx))
         for name, chunks in parts.items():
             if chunks:
