@@ -33,8 +33,9 @@ def copy_repo(dest: Path, params: dict | None = None) -> Path:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    if params is not None:
+    if params is not None:  # another method list means another generated dvc.yaml
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run(["gkd", "dag"], cwd=dest)
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run(git + ["add", "-A"], cwd=dest, check=True)

@@ -14,9 +14,9 @@ def test_committed_dvc_yaml_is_current():
     assert proc.returncode == 0, proc.stderr
 
 
-def snakemake_jobs(repo) -> dict[str, dict]:
+def snakemake_jobs(repo, targets) -> dict[str, dict]:
     """Every job of a forced dry run: name (rule or rule@method) → shell command, inputs, outputs."""
-    out = run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", "results/f2l_table.csv"], cwd=repo).stdout
+    out = run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", *targets], cwd=repo).stdout
     jobs, job = {}, None
     for line in out.splitlines():
         m = re.match(r"^(?:local)?rule (\w+):$", line)
@@ -41,20 +41,32 @@ def snakemake_jobs(repo) -> dict[str, dict]:
 
 
 def dvc_stages(repo) -> dict[str, dict]:
+    from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
-    with Repo(str(repo)) as r:
-        return {s.addressing: {"cmd": s.cmd, "deps": {str(d.def_path) for d in s.deps},
+    with Repo(str(repo)) as r:  # params are compared by test_params_keys_agree
+        return {s.name: {"cmd": s.cmd, "deps": {str(d.def_path) for d in s.deps if not isinstance(d, ParamsDependency)},
                                "outs": {str(o.def_path) for o in s.outs}} for s in r.index.stages}
 
 
-@pytest.mark.parametrize("variant", ["default", "tiny-vit_s"])
+DEFAULT_TARGETS = ["results/f2l_table.csv", "results/f2f_table.csv", "plots/qualitative.png"]
+
+
+@pytest.mark.parametrize("variant", ["params.yaml", "tiny+vit_s", "params.yaml+ablation"])
 def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, variant):
-    params = tiny_params()
-    if variant != "default":
+    params = tiny_params() if variant.startswith("tiny") else None
+    if params is not None:
         params["student"] = "vit_s"
     repo = copy_repo(tmp_path, params)
-    smk, dvc = snakemake_jobs(repo), dvc_stages(repo)
+    targets = list(DEFAULT_TARGETS)
+    if variant.endswith("ablation"):
+        run(["gkd", "dag", "--ablation"], cwd=repo)
+        targets.append("results/ablation_table.csv")
+    smk, dvc = snakemake_jobs(repo, targets), dvc_stages(repo)
     assert sorted(smk) == sorted(dvc)
-    assert {"prepare", "teacher_features", "distill@gkd", "adapt@gkd", "train@student_only", "report"} <= set(dvc)
+    expected = {"prepare", "teacher_features", "distill@gkd", "adapt@gkd", "train@student_only", "report",
+                "f2f_student_weights", "f2f_distill@gkd", "f2f_report", "qualitative"}
+    if variant.endswith("ablation"):
+        expected |= {"ablation_distill@gkd_no_mask", "ablation_adapt@gkd_finetune", "ablation_report"}
+    assert expected <= set(dvc), expected - set(dvc)
     for name in dvc:
         assert smk[name] == dvc[name], name

@@ -7,8 +7,7 @@ from gkd.config import ModelConfig
 from gkd.distill.gkd import GKD, GKDOptions
 from gkd.distill.heads import QSDHead
 from gkd.distill.masking import first_half_mask
-from gkd.distill.student_only import StudentOnly
-from gkd.distill import NoOptions
+from gkd.distill.student_only import StudentOnly, StudentOnlyOptions
 from gkd.distill.task import SegTask
 from gkd.models.artifacts import new_segmenter
 from gkd.models.backbone import create_backbone
@@ -111,7 +110,7 @@ def test_stage2_frozen_backbone_gets_no_gradient():
     assert all(p.grad is not None for p in seg.decoder.parameters())
     # end-to-end methods train the backbone
     seg2 = new_segmenter(student(mask_token=False), "mlp", 16, 5)
-    SegTask(seg2, StudentOnly(NoOptions()), frozen_backbone=False)(
+    SegTask(seg2, StudentOnly(StudentOnlyOptions()), frozen_backbone=False)(
         torch.rand(2, 3, 32, 32), torch.randint(0, 5, (2, 32, 32)))["loss"].backward()
     assert seg2.backbone.vit.blocks[0].mlp.fc1.weight.grad.abs().sum() > 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 def cmd_dag(args) -> int:
     from gkd import config, dag, io
     cfg = config.load(args.params)
-    text = dag.dvc_yaml(cfg)
+    text = dag.dvc_yaml(cfg, ablation=args.ablation)
     if args.check:
         current = Path(args.out).read_text() if Path(args.out).is_file() else ""
         if current != text:
@@ -18,7 +18,7 @@ def cmd_dag(args) -> int:
         print(f"{args.out} is current")
         return 0
     io.write_text(args.out, text)
-    print(f"wrote {args.out} ({len(dag.stages(cfg))} stages/groups)")
+    print(f"wrote {args.out} ({len(dag.stages(cfg, args.ablation))} stages/groups)")
     return 0
 
 
@@ -29,6 +29,8 @@ def main(argv=None) -> int:
     d.add_argument("--params", default="params.yaml")
     d.add_argument("--out", default="dvc.yaml")
     d.add_argument("--check", action="store_true", help="only check that the file is current (exit 1 if not)")
+    d.add_argument("--ablation", action="store_true",
+                   help="include the GKD ablation stages (slow: not part of the default `dvc repro`)")
     d.set_defaults(fn=cmd_dag)
     args = p.parse_args(argv)
     from gkd.config import ConfigError

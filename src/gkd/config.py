@@ -111,6 +111,17 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class F2FConfig:
+    student: str          # a VFM-style student preset (foundation → foundation setting)
+    methods: list[str]
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    methods: list[str]    # GKD variants, each changing one switch (compared with the F2L `gkd` row)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole params file with its selectors resolved."""
     benchmark_name: str
@@ -127,6 +138,8 @@ class Config:
     distill: DistillConfig
     adapt: AdaptConfig
     evaluate: EvaluateConfig
+    f2f: F2FConfig = field(default_factory=lambda: F2FConfig("", []))
+    ablation: AblationConfig = field(default_factory=lambda: AblationConfig([]))
     threads: int = 0
     raw: dict = field(repr=False, default_factory=dict)
 
@@ -233,6 +246,17 @@ def from_dict(raw: dict) -> Config:
     choose("student", student, students)
     for m in methods:
         choose("method", m, method_configs)
+    f2f = build(F2FConfig, raw["f2f"], "f2f") if "f2f" in raw else F2FConfig("", [])
+    ablation = build(AblationConfig, raw["ablation"], "ablation") if "ablation" in raw else AblationConfig([])
+    if f2f.methods:
+        choose("f2f.student", f2f.student, students)
+        if f2f.student == student:
+            raise ConfigError(f"f2f.student must differ from student ({student!r}): the F2F setting compares a "
+                              f"VFM-style student with the F2L one")
+    for m in f2f.methods + ablation.methods:
+        choose("method", m, method_configs)
+    if ablation.methods and "gkd" not in methods:
+        raise ConfigError("ablation.methods are compared with the F2L `gkd` row: add gkd to `methods`")
     adapt = build(AdaptConfig, raw["adapt"], "adapt")
     from gkd.models.decoders import DECODERS
     choose("decoder", adapt.decoder, DECODERS)
@@ -246,6 +270,7 @@ def from_dict(raw: dict) -> Config:
         distill=build(DistillConfig, raw["distill"], "distill"),
         adapt=adapt,
         evaluate=build(EvaluateConfig, raw["evaluate"], "evaluate"),
+        f2f=f2f, ablation=ablation,
         threads=_check_type(raw.get("threads", 0), int, "threads"),
         raw=raw,
     )

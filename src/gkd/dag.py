@@ -42,9 +42,10 @@ class Stage:
 
     def to_dvc(self) -> dict:
         body: dict = {"cmd": self.cmd, "deps": self.deps, "params": self.params}
-        outs = list(self.outs) + [{p: {"cache": False}} for p in self.plots]
-        if outs:
-            body["outs"] = outs
+        if self.outs:
+            body["outs"] = list(self.outs)
+        if self.plots:
+            body["plots"] = [{p: {"cache": False}} for p in self.plots]
         if self.metrics:
             body["metrics"] = [{p: {"cache": False}} for p in self.metrics]
         if self.foreach is not None:
@@ -52,18 +53,126 @@ class Stage:
         return body
 
 
-def method_groups(cfg) -> dict[str, list[str]]:
-    """Selected methods by dependency shape: own stage 1, teacher-free, or reading teacher outputs."""
+@dataclass(frozen=True)
+class Setting:
+    """One table's worth of method rows: F2L (the main student), F2F (a VFM-style student), ablation."""
+    name: str              # f2l | f2f | ablation
+    student: str           # DVC template of the student selector
+    student_key: str       # params key holding it
+    methods: list[str]
+
+    @property
+    def prefix(self) -> str:        # artifact paths: models/<prefix><method>/...
+        return "" if self.name == "f2l" else f"{self.name}/"
+
+    @property
+    def stage_prefix(self) -> str:  # stage names: <stage_prefix>distill@<method>
+        return "" if self.name == "f2l" else f"{self.name}_"
+
+
+def settings(cfg, ablation: bool = False) -> list[Setting]:
+    out = [Setting("f2l", "${student}", "student", list(cfg.methods))]
+    if cfg.f2f.methods:
+        out.append(Setting("f2f", "${f2f.student}", "f2f.student", list(cfg.f2f.methods)))
+    if ablation and cfg.ablation.methods:
+        out.append(Setting("ablation", "${student}", "student", list(cfg.ablation.methods)))
+    return out
+
+
+def method_groups(cfg, methods: list[str]) -> dict[str, list[str]]:
+    """Methods by dependency shape: own stage 1, teacher-free, or reading cached teacher outputs."""
     from gkd.distill import method_options
     groups: dict[str, list[str]] = {"stage1": [], "plain": [], "kd": []}
-    for name in cfg.methods:
+    for name in methods:
         cls, _ = method_options(cfg, name)
         groups["stage1" if cls.stage1 else ("kd" if cls.teacher_inputs else "plain")].append(name)
     return groups
 
 
-def stages(cfg) -> list[Stage]:
-    g = method_groups(cfg)
+def student_dir(setting: Setting) -> str:
+    return f"models/students/{setting.student}"
+
+
+def setting_stages(cfg, st: Setting) -> list[Stage]:
+    g = method_groups(cfg, st.methods)
+    sp, pre, student = st.stage_prefix, st.prefix, student_dir(st)
+    sel = "--params params.yaml --benchmark ${benchmark}"
+    pair = f"{sel} --teacher ${{teacher}} --student {st.student} --method ${{item}}"
+    model, live = f"models/{pre}${{item}}", f"logs/{pre}${{item}}"
+    knobs = ["seed", "benchmarks.${benchmark}", "adapt", "method_configs.${item}"]
+    out: list[Stage] = []
+    if st.name == "f2f":
+        out.append(Stage(
+            "f2f_student_weights",
+            f"{LAUNCH} gkd.stages.student_weights {sel} --student {st.student} --data {DATA} --out {student}",
+            ["src/gkd/stages/student_weights.py", DATA] + LIB_TRAIN,
+            ["seed", "benchmarks.${benchmark}", "f2f.student", "students.${f2f.student}", "pretrain"],
+            outs=[student]))
+    if g["stage1"]:
+        out.append(Stage(
+            f"{sp}distill",
+            f"{LAUNCH} gkd.stages.distill {pair} --data {DATA} --student-weights {student} --features {FEATURES} "
+            f"--out {model}/stage1 --live {live}/stage1",
+            ["src/gkd/stages/distill.py", DATA, student, FEATURES] + LIB_METHODS,
+            ["seed", "benchmarks.${benchmark}", "distill", "method_configs.${item}"],
+            outs=[f"{model}/stage1"], plots=[f"{live}/stage1"], foreach=g["stage1"]))
+        out.append(Stage(
+            f"{sp}adapt",
+            f"{LAUNCH} gkd.stages.adapt {pair} --data {DATA} --init {model}/stage1 "
+            f"--out {model}/stage2 --live {live}/stage2",
+            ["src/gkd/stages/adapt.py", DATA, f"{model}/stage1"] + LIB_METHODS, knobs,
+            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], foreach=g["stage1"]))
+    if g["plain"]:
+        out.append(Stage(
+            f"{sp}train",
+            f"{LAUNCH} gkd.stages.adapt {pair} --data {DATA} --init {student} "
+            f"--out {model}/stage2 --live {live}/stage2",
+            ["src/gkd/stages/adapt.py", DATA, student] + LIB_METHODS, knobs,
+            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], foreach=g["plain"]))
+    if g["kd"]:
+        out.append(Stage(
+            f"{sp}train_kd",
+            f"{LAUNCH} gkd.stages.adapt {pair} --data {DATA} --init {student} --teacher-task {TEACHER_TASK} "
+            f"--features {FEATURES} --out {model}/stage2 --live {live}/stage2",
+            ["src/gkd/stages/adapt.py", DATA, student, TEACHER_TASK, FEATURES] + LIB_METHODS, knobs,
+            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], foreach=g["kd"]))
+    out.append(Stage(
+        f"{sp}evaluate",
+        f"{LAUNCH} gkd.stages.evaluate {sel} --model {model}/stage2 --data {DATA} "
+        f"--out metrics/{pre}${{item}}.json --name ${{item}}",
+        ["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", DATA, f"{model}/stage2"] + LIB_TRAIN,
+        ["evaluate"], metrics=[f"metrics/{pre}${{item}}.json"], foreach=list(st.methods)))
+    rows = ["metrics/teacher.json"] + (["metrics/gkd.json"] if st.name == "ablation" else [])
+    rows += [f"metrics/{pre}{m}.json" for m in st.methods]
+    out.append(Stage(
+        f"{sp}report",
+        f"{PY} gkd.stages.report {sel} --teacher ${{teacher}} --student {st.student} --setting {st.name} "
+        f"--metrics {' '.join(rows)} --out results/{st.name}_table.csv --plot plots/{st.name}_table.png "
+        f"--radar plots/{st.name}_radar.png",
+        ["src/gkd/stages/report.py", "src/gkd/plots.py"] + rows,
+        ["methods", "f2f", "ablation"], outs=[f"results/{st.name}_table.csv"],
+        plots=[f"plots/{st.name}_table.png", f"plots/{st.name}_radar.png"]))
+    return out
+
+
+def qualitative_stage(cfg) -> Stage | None:
+    """Image / ground truth / a few methods' predictions, one row per domain (F2L models)."""
+    shown = [m for m in QUALITATIVE if m in cfg.methods]
+    if not shown:
+        return None
+    models = [f"models/{m}/stage2" for m in shown]
+    return Stage(
+        "qualitative",
+        f"{LAUNCH} gkd.stages.qualitative --params params.yaml --benchmark ${{benchmark}} --data {DATA} "
+        f"--models {' '.join(models)} --out plots/qualitative.png",
+        ["src/gkd/stages/qualitative.py", "src/gkd/plots.py", DATA] + models + LIB_TRAIN,
+        ["seed"], plots=["plots/qualitative.png"])
+
+
+QUALITATIVE = ("student_only", "vanilla_kd", "gkd")
+
+
+def stages(cfg, ablation: bool = False) -> list[Stage]:
     sel = "--params params.yaml --benchmark ${benchmark}"
     out: list[Stage] = [
         Stage("prepare",
@@ -94,64 +203,23 @@ def stages(cfg) -> list[Stage]:
               ["src/gkd/stages/teacher_task.py", DATA, TEACHER, FEATURES] + LIB_METHODS,
               ["seed", "benchmarks.${benchmark}", "adapt", "teacher_features.shard_size"],
               outs=[TEACHER_TASK], plots=["logs/teacher_task"]),
+        Stage("evaluate_teacher",
+              f"{LAUNCH} gkd.stages.evaluate {sel} --model {TEACHER_TASK} --data {DATA} --out metrics/teacher.json "
+              f"--name teacher",
+              ["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", DATA, TEACHER_TASK] + LIB_TRAIN,
+              ["evaluate"], metrics=["metrics/teacher.json"]),
     ]
-    pair = f"{sel} --teacher ${{teacher}} --student ${{student}} --method ${{item}}"
-    if g["stage1"]:
-        out.append(Stage(
-            "distill",
-            f"{LAUNCH} gkd.stages.distill {pair} --data {DATA} --student-weights {STUDENT} --features {FEATURES} "
-            f"--out models/${{item}}/stage1 --live logs/${{item}}/stage1",
-            ["src/gkd/stages/distill.py", DATA, STUDENT, FEATURES] + LIB_METHODS,
-            ["seed", "benchmarks.${benchmark}", "distill", "method_configs.${item}"],
-            outs=["models/${item}/stage1"], plots=["logs/${item}/stage1"], foreach=g["stage1"]))
-        out.append(Stage(
-            "adapt",
-            f"{LAUNCH} gkd.stages.adapt {pair} --data {DATA} --init models/${{item}}/stage1 "
-            f"--out models/${{item}}/stage2 --live logs/${{item}}/stage2",
-            ["src/gkd/stages/adapt.py", DATA, "models/${item}/stage1"] + LIB_METHODS,
-            ["seed", "benchmarks.${benchmark}", "adapt", "method_configs.${item}"],
-            outs=["models/${item}/stage2"], plots=["logs/${item}/stage2"], foreach=g["stage1"]))
-    if g["plain"]:
-        out.append(Stage(
-            "train",
-            f"{LAUNCH} gkd.stages.adapt {pair} --data {DATA} --init {STUDENT} "
-            f"--out models/${{item}}/stage2 --live logs/${{item}}/stage2",
-            ["src/gkd/stages/adapt.py", DATA, STUDENT] + LIB_METHODS,
-            ["seed", "benchmarks.${benchmark}", "adapt", "method_configs.${item}"],
-            outs=["models/${item}/stage2"], plots=["logs/${item}/stage2"], foreach=g["plain"]))
-    if g["kd"]:
-        out.append(Stage(
-            "train_kd",
-            f"{LAUNCH} gkd.stages.adapt {pair} --data {DATA} --init {STUDENT} --teacher-task {TEACHER_TASK} "
-            f"--features {FEATURES} --out models/${{item}}/stage2 --live logs/${{item}}/stage2",
-            ["src/gkd/stages/adapt.py", DATA, STUDENT, TEACHER_TASK, FEATURES] + LIB_METHODS,
-            ["seed", "benchmarks.${benchmark}", "adapt", "method_configs.${item}"],
-            outs=["models/${item}/stage2"], plots=["logs/${item}/stage2"], foreach=g["kd"]))
-    out.append(Stage(
-        "evaluate_teacher",
-        f"{LAUNCH} gkd.stages.evaluate {sel} --model {TEACHER_TASK} --data {DATA} --out metrics/teacher.json "
-        f"--name teacher",
-        ["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", DATA, TEACHER_TASK] + LIB_TRAIN,
-        ["evaluate"], metrics=["metrics/teacher.json"]))
-    out.append(Stage(
-        "evaluate",
-        f"{LAUNCH} gkd.stages.evaluate {sel} --model models/${{item}}/stage2 --data {DATA} "
-        f"--out metrics/${{item}}.json --name ${{item}}",
-        ["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", DATA, "models/${item}/stage2"] + LIB_TRAIN,
-        ["evaluate"], metrics=["metrics/${item}.json"], foreach=list(cfg.methods)))
-    rows = ["metrics/teacher.json"] + [f"metrics/{m}.json" for m in cfg.methods]
-    out.append(Stage(
-        "report",
-        f"{PY} gkd.stages.report {sel} --teacher ${{teacher}} --student ${{student}} "
-        f"--metrics {' '.join(rows)} --out results/f2l_table.csv --plot plots/f2l_table.png",
-        ["src/gkd/stages/report.py"] + rows,
-        ["methods"], outs=["results/f2l_table.csv"], plots=["plots/f2l_table.png"]))
+    for st in settings(cfg, ablation):
+        out += setting_stages(cfg, st)
+    q = qualitative_stage(cfg)
+    if q is not None:
+        out.append(q)
     return out
 
 
-def dvc_yaml(cfg) -> str:
+def dvc_yaml(cfg, ablation: bool = False) -> str:
     import yaml
-    doc = {"stages": {s.name: s.to_dvc() for s in stages(cfg)}}
+    doc = {"stages": {s.name: s.to_dvc() for s in stages(cfg, ablation)}}
     header = ("# GENERATED by `gkd dag` from src/gkd/dag.py: edit that file (or params.yaml's `methods`) and\n"
               "# rerun `gkd dag`; tests/test_dag.py fails if this file is stale or drifts from the Snakefile.\n")
     return header + yaml.safe_dump(doc, sort_keys=False, width=10_000)

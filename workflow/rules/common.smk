@@ -22,7 +22,8 @@ except gkd_config.ConfigError as err:
 
 B, T, S = CFG.benchmark_name, CFG.teacher_name, CFG.student_name
 THREADS = CFG.threads or workflow.cores  # torch threads per job (params.yaml: threads)
-GROUPS = gkd_dag.method_groups(CFG)
+SETTINGS = gkd_dag.settings(CFG, ablation=True)  # ablation rules exist; only its target builds them
+METHOD_KNOBS = ("seed", f"benchmarks.{B}", "adapt", "method_configs.{method}")
 LAUNCH = gkd_dag.LAUNCH
 SEL = f"--params params.yaml --benchmark {B}"
 DATA = f"data/prepared/{B}"

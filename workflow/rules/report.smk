@@ -1,4 +1,4 @@
-# Evaluation on every domain, then the table and its figure.
+# The Teacher row, and the qualitative figure of the F2L models.
 rule evaluate_teacher:
     input:
         code=["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", *LIB_TRAIN],
@@ -18,40 +18,20 @@ rule evaluate_teacher:
         "--name teacher > {log} 2>&1"
 
 
-rule evaluate:
-    wildcard_constraints:
-        method=one_of(CFG.methods),
+rule qualitative:
     input:
-        code=["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", *LIB_TRAIN],
+        code=["src/gkd/stages/qualitative.py", "src/gkd/plots.py", *LIB_TRAIN],
         data=DATA,
-        model="models/{method}/stage2",
+        models=[f"models/{m}/stage2" for m in gkd_dag.QUALITATIVE if m in CFG.methods],
     output:
-        "metrics/{method}.json",
+        "plots/qualitative.png",
     params:
-        knobs=knobs("evaluate"),
+        knobs=knobs("seed"),
     log:
-        "logs/snakemake/evaluate_{method}.log",
+        "logs/snakemake/qualitative.log",
     benchmark:
-        "benchmarks/runs/evaluate_{method}.tsv"
+        "benchmarks/runs/qualitative.tsv"
     threads: THREADS
     shell:
-        "{LAUNCH} gkd.stages.evaluate {SEL} --model {input.model} --data {input.data} --out {output} "
-        "--name {wildcards.method} > {log} 2>&1"
-
-
-rule report:
-    input:
-        code="src/gkd/stages/report.py",
-        metrics=["metrics/teacher.json", *expand("metrics/{method}.json", method=CFG.methods)],
-    output:
-        table="results/f2l_table.csv",
-        plot="plots/f2l_table.png",
-    params:
-        knobs=knobs("methods"),
-    log:
-        "logs/snakemake/report.log",
-    benchmark:
-        "benchmarks/runs/report.tsv"
-    shell:
-        "python -m gkd.stages.report {SEL} --teacher {T} --student {S} --metrics {input.metrics} "
-        "--out {output.table} --plot {output.plot} > {log} 2>&1"
+        "{LAUNCH} gkd.stages.qualitative {SEL} --data {input.data} --models {input.models} --out {output} "
+        "> {log} 2>&1"

@@ -54,8 +54,7 @@ def _save(out: Path, backbone, preset: ModelConfig, img_size: int, info: dict) -
 def pretrain(cfg, preset: ModelConfig, name: str, data: Path, out: Path, resume_dir: Path | None) -> dict:
     """Supervised pretraining of the stand-in VFM on the generic stream (linear head, discarded)."""
     from gkd import train
-    from gkd.distill import NoOptions
-    from gkd.distill.student_only import StudentOnly
+    from gkd.distill.student_only import StudentOnly, StudentOnlyOptions
     from gkd.distill.task import SegTask
 
     meta = read_meta(data)
@@ -69,7 +68,7 @@ def pretrain(cfg, preset: ModelConfig, name: str, data: Path, out: Path, resume_
                                patch_size=cfg.benchmark.patch_size)
     model = new_segmenter(backbone, "linear", 0, meta.num_classes)
 
-    module = SegTask(model, StudentOnly(NoOptions()), frozen_backbone=False)  # plain supervised CE
+    module = SegTask(model, StudentOnly(StudentOnlyOptions()), frozen_backbone=False)  # plain supervised CE
     optimizer = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), p.lr, p.weight_decay))
     dataset = SegmentationSplit(data, "generic", "train")
 

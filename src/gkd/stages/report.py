@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from gkd import io
+from gkd.config import ConfigError
 from gkd.stages import common
 
 log = logging.getLogger("gkd.report")
@@ -42,42 +43,29 @@ def table(rows: list[tuple[str, dict]]) -> pd.DataFrame:
     return df
 
 
-def plot(df: pd.DataFrame, path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    cols = [c for c in df.columns if c not in ("Method", "Params (M)")]
-    long = df.melt(id_vars="Method", value_vars=cols, var_name="domain", value_name="mIoU")
-    sns.set_theme(style="whitegrid", font_scale=0.9)
-    fig, (ax_heat, ax_bar) = plt.subplots(1, 2, figsize=(13, 0.55 * len(df) + 2.6), dpi=110,
-                                         gridspec_kw={"width_ratios": [1.1, 1.4]})
-    sns.heatmap(df.set_index("Method")[cols], annot=True, fmt=".1f", cmap="viridis", vmin=0, vmax=100,
-                cbar_kws={"label": "mIoU (%)"}, ax=ax_heat)
-    ax_heat.set_xlabel("")
-    ax_heat.set_ylabel("")
-    ax_heat.set_title("mIoU per domain (%)")
-    sns.barplot(data=long, x="domain", y="mIoU", hue="Method", ax=ax_bar)
-    ax_bar.set_ylim(0, 100)
-    ax_bar.set_xlabel("")
-    ax_bar.set_ylabel("mIoU (%)")
-    ax_bar.tick_params(axis="x", rotation=30)
-    ax_bar.legend(fontsize=8, ncol=2, loc="upper right")
-    ax_bar.set_title("grouped by domain (targets unseen in training)")
-    fig.suptitle(title)
-    fig.tight_layout()
-    io.save_figure(path, fig)
-    plt.close(fig)
+def expected_rows(cfg, setting: str) -> list[str]:
+    if setting == "f2l":
+        return ["teacher", *cfg.methods]
+    if setting == "f2f":
+        return ["teacher", *cfg.f2f.methods]
+    return ["teacher", "gkd", *cfg.ablation.methods]
 
 
-def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, title: str) -> pd.DataFrame:
+def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png: Path | None,
+        title: str, setting: str = "f2l") -> pd.DataFrame:
+    from gkd import plots
     loaded = [json.loads(Path(p).read_text()) for p in metrics]
+    expected = expected_rows(cfg, setting)
+    if [m["name"] for m in loaded] != expected:
+        raise ConfigError(f"report rows {[m['name'] for m in loaded]} do not match params.yaml's {expected}: "
+                          f"dvc.yaml is stale after a change of the method lists; run `gkd dag`")
     df = table([(row_label(cfg, m["name"]), m) for m in loaded])
     io.write_text(out_csv, df.to_csv(index=False))
     log.info("\n%s", df.to_string(index=False))
     if out_png is not None:
-        plot(df, out_png, title)
+        plots.table_figure(df, out_png, title)
+    if radar_png is not None:
+        plots.radar(df, list(loaded[0]["targets"]) + ["Avg"], radar_png, f"{title}\nmIoU (%) per unseen domain")
     return df
 
 
@@ -86,10 +74,13 @@ def main(argv=None) -> None:
     p.add_argument("--metrics", nargs="+", required=True, type=Path, help="metrics JSONs, one per row, in order")
     p.add_argument("--out", required=True, type=Path, help="CSV table")
     p.add_argument("--plot", type=Path, default=None, help="PNG figure of the table")
+    p.add_argument("--radar", type=Path, default=None, help="PNG radar chart over the target domains")
+    p.add_argument("--setting", default="f2l", choices=["f2l", "f2f", "ablation"])
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
-    title = f"{cfg.benchmark_name}: {cfg.teacher_name} → {cfg.student_name}"
-    run(cfg, args.metrics, args.out, args.plot, title)
+    what = {"f2l": "F2L", "f2f": "F2F", "ablation": "GKD ablations"}[args.setting]
+    title = f"{what} on `{cfg.benchmark_name}`: {cfg.teacher_name} → {cfg.student_name}"
+    run(cfg, args.metrics, args.out, args.plot, args.radar, title, args.setting)
 
 
 if __name__ == "__main__":

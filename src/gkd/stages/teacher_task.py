@@ -15,8 +15,7 @@ import torch
 
 from gkd import io
 from gkd.data.prepared import read_meta
-from gkd.distill import NoOptions
-from gkd.distill.student_only import StudentOnly
+from gkd.distill.student_only import StudentOnly, StudentOnlyOptions
 from gkd.distill.task import fit_segmenter
 from gkd.features import FeatureCache, save_shard, write_index
 from gkd.models.artifacts import load_backbone, new_segmenter, save_segmenter
@@ -36,7 +35,7 @@ def run(cfg, data: Path, teacher_dir: Path, features: Path, out: Path, live_dir:
     cache = FeatureCache(features / "train")  # fail early, before training, if the cache is missing
     resume = out.with_name(f".{out.name}.resume")
     live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
-    trained, steps = fit_segmenter(cfg, acc, model, StudentOnly(NoOptions()), True, data, meta.source, {}, None,
+    trained, steps = fit_segmenter(cfg, acc, model, StudentOnly(StudentOnlyOptions()), True, data, meta.source, {}, None,
                                    resume, live, desc="teacher decoder")
     if acc.is_main_process:
         with io.atomic_path(out, is_dir=True) as tmp:
