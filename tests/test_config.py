@@ -11,7 +11,7 @@ def test_default_params_validate():
 
 
 @pytest.mark.parametrize("key,value,needle", [
-    ("student", "vit_xl", "unknown student 'vit_xl'; valid choices: deit_b, deit_s, vit_s, vit_t"),
+    ("student", "vit_xl", "unknown student 'vit_xl'; valid choices: deit_b, deit_s, tiny_vfm_s, vit_s, vit_t"),
     ("teacher", "dino9", "unknown teacher 'dino9'; valid choices:"),
     ("benchmark", "kitti", "unknown benchmark 'kitti'; valid choices: synthetic"),
     ("methods", ["gkd", "magic_kd"], "unknown method 'magic_kd'; valid choices:"),
