@@ -111,6 +111,13 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ResourceConfig:
+    gpu: int
+    mem_mb: int
+    runtime: int      # minutes
+
+
+@dataclass(frozen=True)
 class F2FConfig:
     student: str          # a VFM-style student preset (foundation → foundation setting)
     methods: list[str]
@@ -141,6 +148,7 @@ class Config:
     f2f: F2FConfig = field(default_factory=lambda: F2FConfig("", []))
     ablation: AblationConfig = field(default_factory=lambda: AblationConfig([]))
     threads: int = 0
+    resources: dict = field(default_factory=dict)  # stage family -> ResourceConfig (Snakemake only)
     raw: dict = field(repr=False, default_factory=dict)
 
     def method(self, name: str) -> MethodConfig:
@@ -272,6 +280,7 @@ def from_dict(raw: dict) -> Config:
         evaluate=build(EvaluateConfig, raw["evaluate"], "evaluate"),
         f2f=f2f, ablation=ablation,
         threads=_check_type(raw.get("threads", 0), int, "threads"),
+        resources={k: build(ResourceConfig, v, f"resources.{k}") for k, v in raw.get("resources", {}).items()},
         raw=raw,
     )
     from gkd.distill import method_options  # late import: the method registry imports torch

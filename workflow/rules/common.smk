@@ -34,6 +34,12 @@ TEACHER_TASK = "models/teacher_task"
 LIB_DATA, LIB_TRAIN, LIB_METHODS = gkd_dag.LIB_DATA, gkd_dag.LIB_TRAIN, gkd_dag.LIB_METHODS
 
 
+def res(family):
+    """Job resources of a stage family (params.yaml: resources) for cluster profiles."""
+    r = CFG.resources.get(family)
+    return {} if r is None else {"gpu": r.gpu, "mem_mb": r.mem_mb, "runtime": r.runtime}
+
+
 def one_of(names):
     """A wildcard constraint matching exactly these names (nothing, if there are none)."""
     return "|".join(names) if names else "(?!x)x"

@@ -6,6 +6,8 @@ rule prepare:
         samples=f"plots/{B}_samples.png",
     params:
         knobs=knobs("seed", "benchmark", f"benchmarks.{B}"),
+    resources:
+        **res("data"),
     log:
         f"logs/snakemake/prepare_{B}.log",
     benchmark:

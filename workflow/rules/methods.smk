@@ -21,6 +21,8 @@ for st in SETTINGS:
                 knobs=knobs("seed", f"benchmarks.{B}", "f2f.student", f"students.{student_sel}", "pretrain"),
                 sel=SEL,
                 student=student_sel,
+            resources:
+                **res("teacher"),
             log:
                 f"logs/snakemake/student_weights_{student_sel}.log",
             benchmark:
@@ -45,6 +47,8 @@ for st in SETTINGS:
         params:
             knobs=knobs("seed", f"benchmarks.{B}", "distill", "method_configs.{method}"),
             pair=pair,
+        resources:
+            **res("train"),
         log:
             f"logs/snakemake/{sp}distill_{{method}}.log",
         benchmark:
@@ -69,6 +73,8 @@ for st in SETTINGS:
         params:
             knobs=knobs(*METHOD_KNOBS),
             pair=pair,
+        resources:
+            **res("train"),
         log:
             f"logs/snakemake/{sp}adapt_{{method}}.log",
         benchmark:
@@ -92,6 +98,8 @@ for st in SETTINGS:
         params:
             knobs=knobs(*METHOD_KNOBS),
             pair=pair,
+        resources:
+            **res("train"),
         log:
             f"logs/snakemake/{sp}train_{{method}}.log",
         benchmark:
@@ -117,6 +125,8 @@ for st in SETTINGS:
         params:
             knobs=knobs(*METHOD_KNOBS),
             pair=pair,
+        resources:
+            **res("train"),
         log:
             f"logs/snakemake/{sp}train_kd_{{method}}.log",
         benchmark:
@@ -139,6 +149,8 @@ for st in SETTINGS:
             f"metrics/{pre}{{method}}.json",
         params:
             knobs=knobs("evaluate"),
+        resources:
+            **res("evaluate"),
         log:
             f"logs/snakemake/{sp}evaluate_{{method}}.log",
         benchmark:
@@ -162,6 +174,8 @@ for st in SETTINGS:
             knobs=knobs("methods", "f2f", "ablation"),
             pair=pair,
             setting=st.name,
+        resources:
+            **res("data"),
         log:
             f"logs/snakemake/{sp}report.log",
         benchmark:

@@ -8,6 +8,8 @@ rule evaluate_teacher:
         "metrics/teacher.json",
     params:
         knobs=knobs("evaluate"),
+    resources:
+        **res("evaluate"),
     log:
         "logs/snakemake/evaluate_teacher.log",
     benchmark:
@@ -27,6 +29,8 @@ rule qualitative:
         "plots/qualitative.png",
     params:
         knobs=knobs("seed"),
+    resources:
+        **res("data"),
     log:
         "logs/snakemake/qualitative.log",
     benchmark:

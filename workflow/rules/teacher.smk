@@ -7,6 +7,8 @@ rule teacher_weights:
         directory(TEACHER),
     params:
         knobs=knobs("seed", f"benchmarks.{B}", "teacher", f"teachers.{T}", "pretrain"),
+    resources:
+        **res("teacher"),
     log:
         f"logs/snakemake/teacher_weights_{T}.log",
     benchmark:
@@ -24,6 +26,8 @@ rule student_weights:
         directory(STUDENT),
     params:
         knobs=knobs("seed", f"benchmarks.{B}", "student", f"students.{S}", "pretrain"),
+    resources:
+        **res("teacher"),
     log:
         f"logs/snakemake/student_weights_{S}.log",
     benchmark:
@@ -42,6 +46,8 @@ rule teacher_features:
         directory(FEATURES),
     params:
         knobs=knobs("seed", f"benchmarks.{B}", "teacher_features"),
+    resources:
+        **res("teacher"),
     log:
         f"logs/snakemake/teacher_features_{T}.log",
     benchmark:
@@ -63,6 +69,8 @@ rule teacher_task:
         live=directory("logs/teacher_task"),
     params:
         knobs=knobs("seed", f"benchmarks.{B}", "adapt", "teacher_features.shard_size"),
+    resources:
+        **res("teacher"),
     log:
         "logs/snakemake/teacher_task.log",
     benchmark:

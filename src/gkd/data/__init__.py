@@ -31,11 +31,16 @@ def synthetic_adapter(bench: BenchmarkConfig, seed: int):
     info = dict(classes=list(syn.CLASSES), palette=syn.LABEL_COLOURS.tolist())
 
     def records():
-        for domain, split, count, code in syn.splits(bench.train_images, bench.val_images, bench.target_images,
-                                                     bench.generic_images):
-            if domain not in (bench.source, "generic") and domain not in bench.targets:
-                continue
-            gen = ((f"{domain}_{split}_{i:06d}", *syn.render(domain, (seed, code, i), bench.image_size))
-                   for i in range(count))
-            yield domain, split, count, gen
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+        workers = max(1, len(os.sched_getaffinity(0)))
+        with ProcessPoolExecutor(workers) as pool:  # scenes are independent: render them on every core
+            for domain, split, count, code in syn.splits(bench.train_images, bench.val_images, bench.target_images,
+                                                         bench.generic_images):
+                if domain not in (bench.source, "generic") and domain not in bench.targets:
+                    continue
+                keys = [(seed, code, i) for i in range(count)]
+                scenes = pool.map(syn.render, [domain] * count, keys, [bench.image_size] * count,
+                                  chunksize=64)
+                yield domain, split, count, ((f"{domain}_{split}_{i:06d}", *scene) for i, scene in enumerate(scenes))
     return info, records()
