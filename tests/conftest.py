@@ -50,6 +50,28 @@ def run(cmd: list[str] | str, cwd: Path, timeout: int = 900, check: bool = True)
     return proc
 
 
+ALL = ["student_only", "vanilla_kd", "cwd", "afdcd", "vitkd", "proteus", "gkd"]
+
+
+@pytest.fixture(scope="session")
+def ws(tmp_path_factory):
+    """Prepared tiny benchmark, teacher, student init, feature cache and teacher_task, in-process."""
+    from gkd.stages import prepare, student_weights, teacher_features, teacher_task, teacher_weights
+    root = tmp_path_factory.mktemp("ws")
+    params = tiny_params()
+    params["methods"] = ALL
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    p = ["--params", str(root / "params.yaml")]
+    data = str(root / "data")
+    prepare.main(p + ["--out", data])
+    teacher_weights.main(p + ["--data", data, "--out", str(root / "teacher")])
+    student_weights.main(p + ["--data", data, "--out", str(root / "student")])
+    teacher_features.main(p + ["--data", data, "--teacher-weights", str(root / "teacher"), "--out", str(root / "feat")])
+    teacher_task.main(p + ["--data", data, "--teacher-weights", str(root / "teacher"), "--features",
+                           str(root / "feat"), "--out", str(root / "teacher_task")])
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_cfg():
     from gkd.config import from_dict

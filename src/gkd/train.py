@@ -48,10 +48,10 @@ class EpochSampler(Sampler):
 
 
 def make_accelerator():
+    """Frozen parameters have requires_grad=False and zero-weighted loss terms still reach their heads,
+    so every trainable parameter gets a gradient each step: DDP needs no unused-parameter search."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-    # Frozen parts and switched-off loss terms leave parameters unused in some steps.
-    return Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    return Accelerator()
 
 
 def cosine(step: int, total: int, base: float, floor: float) -> float:
@@ -113,7 +113,7 @@ def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phase
     if resume_dir is not None and (resume_dir / "state" / "step.json").is_file():
         acc.load_state(str(resume_dir / "state"))
         step = json.loads((resume_dir / "state" / "step.json").read_text())["step"]
-        log.info("%s: resumed from step %d/%d (%s)", desc, step, total, resume_dir)
+        log.warning("%s: resumed from step %d/%d (%s)", desc, step, total, resume_dir)
 
     bar = tqdm(total=total, initial=step, desc=desc, disable=not acc.is_main_process, mininterval=5)
     done = 0

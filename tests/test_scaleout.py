@@ -1,0 +1,129 @@
+"""Scale out and survive: 2-process DDP, kill-and-resume, atomic outputs, clear errors on bad input."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import run, tiny_params
+
+LAUNCH_2 = ["accelerate", "launch", "--quiet", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def params_file(ws, name, **distill):
+    p = yaml.safe_load((ws / "params.yaml").read_text())
+    p["distill"].update(distill)
+    path = ws / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(p))
+    return str(path)
+
+
+def distill_cmd(ws, params, out, method="gkd_no_mask"):
+    return ["-m", "gkd.stages.distill", "--params", params, "--method", method, "--data", str(ws / "data"),
+            "--student-weights", str(ws / "student"), "--features", str(ws / "feat"), "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(ws, tmp_path):
+    """gloo DDP on 2 CPU processes (batch 8 each) vs 1 process (batch 16): same data order, same
+    augmentation per sample, no masking (its 'first half of the local batch' differs by design). If
+    gradients were not all-reduced, the two ranks would drift apart and away from the 1-process run."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    run([sys.executable] + distill_cmd(ws, params_file(ws, "b16", batch_size=16), one), cwd=ws)
+    env = dict(os.environ, ACCELERATE_USE_CPU="true")
+    proc = subprocess.run(LAUNCH_2 + distill_cmd(ws, params_file(ws, "b8", batch_size=8), two), cwd=ws, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = load_file(str(one / "backbone.safetensors")), load_file(str(two / "backbone.safetensors"))
+    init = load_file(str(ws / "student" / "backbone.safetensors"))
+    moved = max((a[k] - init[k]).abs().max().item() for k in init)
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert moved > 1e-4, "training did not move the weights"
+    assert diff < 1e-4 and diff < moved / 20, (diff, moved)  # stated tolerance: float reduction order only
+
+
+@pytest.mark.slow
+def test_kill_mid_stage_then_resume_gives_bitwise_identical_weights(ws, tmp_path):
+    params = params_file(ws, "long", source_epochs=8, checkpoint_every=3)
+    ref, out = tmp_path / "ref", tmp_path / "killed"
+    run([sys.executable] + distill_cmd(ws, params, ref), cwd=ws)
+    state = out.with_name(f".{out.name}.resume") / "state" / "step.json"
+    proc = subprocess.Popen([sys.executable] + distill_cmd(ws, params, out), cwd=ws, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "no snapshot was written before the stage ended"
+    # atomic outputs: a killed stage leaves nothing at its output path
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(out.name)]
+    resumed = run([sys.executable] + distill_cmd(ws, params, out), cwd=ws, check=True)
+    assert "resumed from step" in resumed.stderr
+    a, b = load_file(str(ref / "backbone.safetensors")), load_file(str(out / "backbone.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not out.with_name(f".{out.name}.resume").exists()  # snapshots are removed once done
+
+
+def test_atomic_path_keeps_the_old_artifact_on_failure(tmp_path):
+    from gkd import io
+    target = tmp_path / "model"
+    with io.atomic_path(target, is_dir=True) as tmp:
+        (tmp / "w.bin").write_text("good")
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(target, is_dir=True) as tmp:
+            (tmp / "w.bin").write_text("half")
+            raise RuntimeError("killed")
+    assert (target / "w.bin").read_text() == "good"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_corrupt_feature_shard_is_one_clear_error_and_nothing_is_lost(ws, tmp_path):
+    feat = tmp_path / "feat"
+    shutil.copytree(ws / "feat", feat)
+    shard = feat / "train" / "tokens-00000.npy"
+    shard.write_bytes(shard.read_bytes()[:500])  # truncated
+    out = tmp_path / "stage1"
+    cmd = distill_cmd(ws, str(ws / "params.yaml"), out, method="gkd")
+    cmd[cmd.index("--features") + 1] = str(feat)
+    proc = run([sys.executable] + cmd, cwd=ws, check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: teacher feature shard") and "tokens-00000.npy" in last and "rerun" in last
+    assert not out.exists()
+    assert (ws / "feat" / "train" / "tokens-00000.npy").stat().st_size > 500  # the real cache is untouched
+
+
+def test_truncated_checkpoint_is_one_clear_error(ws, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(ws / "teacher_task", model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    proc = run([sys.executable, "-m", "gkd.stages.evaluate", "--params", str(ws / "params.yaml"), "--model",
+                str(model), "--data", str(ws / "data"), "--out", str(tmp_path / "m.json"), "--name", "teacher"],
+               cwd=ws, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot read weights file '{weights}'")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_wrong_type_in_params_is_one_clear_error(ws, tmp_path):
+    p = yaml.safe_load((ws / "params.yaml").read_text())
+    p["adapt"]["epochs"] = "three"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p))
+    proc = run([sys.executable, "-m", "gkd.stages.adapt", "--params", str(path), "--method", "student_only",
+                "--data", str(ws / "data"), "--init", str(ws / "student"), "--out", str(tmp_path / "o")],
+               cwd=ws, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: adapt.epochs: expected int, got 'three'"
