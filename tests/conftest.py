@@ -60,6 +60,7 @@ def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("ws")
     params = tiny_params()
     params["methods"] = ALL
+    params["threads"] = 0
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     p = ["--params", str(root / "params.yaml")]
     data = str(root / "data")

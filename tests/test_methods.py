@@ -9,13 +9,14 @@ import pytest
 from conftest import ALL
 
 
-@pytest.mark.parametrize("method", ALL)
+@pytest.mark.parametrize("method", ALL + ["student_frozen"])
 def test_method_trains_and_evaluates(ws, method):
-    from gkd.distill import METHODS
+    from gkd.config import load
+    from gkd.distill import build_method
     from gkd.stages import adapt, distill, evaluate
     p = ["--params", str(ws / "params.yaml")]
     data, init = str(ws / "data"), str(ws / "student")
-    if METHODS[method].stage1:
+    if build_method(load(ws / "params.yaml"), method).stage1:
         distill.main(p + ["--method", method, "--data", data, "--student-weights", init, "--features",
                           str(ws / "feat"), "--out", str(ws / method / "stage1"), "--live", str(ws / method / "live1")])
         init = str(ws / method / "stage1")

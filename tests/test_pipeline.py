@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def snakemake_repo(tmp_path_factory):
     repo = copy_repo(tmp_path_factory.mktemp("smk"), tiny_params())
-    run(["snakemake", "--cores", "all", "results/f2l_table.csv"], cwd=repo)
+    run(["snakemake", "--cores", "all"], cwd=repo)  # rule all: F2L, F2F tables and the qualitative figure
     return repo
 
 
@@ -39,21 +39,23 @@ def check_table(path):
 
 def test_snakemake_runs_the_whole_dag(snakemake_repo):
     check_table(snakemake_repo / "results/f2l_table.csv")
-    for png in ("plots/f2l_table.png", "plots/synthetic_samples.png"):
+    f2f = pd.read_csv(snakemake_repo / "results/f2f_table.csv")
+    assert f2f["Method"].tolist() == ["Teacher", "+GKD"]
+    for png in ("plots/f2l_table.png", "plots/f2l_radar.png", "plots/f2f_table.png", "plots/qualitative.png",
+                "plots/synthetic_samples.png"):
         assert (snakemake_repo / png).stat().st_size > 10_000
     metrics = json.loads((snakemake_repo / "metrics/gkd.json").read_text())
     assert set(metrics["per_class"]["fog"]) == {"road", "sidewalk", "building", "vegetation", "sky", "car", "person",
                                                 "pole"}
     assert (snakemake_repo / "logs/gkd/stage1/metrics.json").is_file()  # dvclive training curves
     # nothing left to do afterwards
-    assert "Nothing to be done" in run(["snakemake", "--cores", "all", "results/f2l_table.csv"],
-                                       cwd=snakemake_repo).stderr
+    assert "Nothing to be done" in run(["snakemake", "--cores", "all"], cwd=snakemake_repo).stderr
 
 
 def test_dvc_repro_gives_the_same_bytes_and_is_then_a_noop(dvc_repo, snakemake_repo):
     check_table(dvc_repo / "results/f2l_table.csv")
     # same params, same commands → identical metrics through either front-end
-    for name in ("teacher", "student_only", "gkd"):
+    for name in ("teacher", "student_only", "gkd", "f2f/gkd"):
         assert (dvc_repo / f"metrics/{name}.json").read_text() == (snakemake_repo / f"metrics/{name}.json").read_text()
     start = time.time()
     out = run(["dvc", "repro"], cwd=dvc_repo).stdout
@@ -61,10 +63,30 @@ def test_dvc_repro_gives_the_same_bytes_and_is_then_a_noop(dvc_repo, snakemake_r
     assert time.time() - start < 30
 
 
+def test_dvc_push_then_fresh_clone_pull_restores_everything(dvc_repo, tmp_path):
+    """Teacher features and models come from a (local directory) remote: after `dvc pull` in a fresh
+    clone, `dvc repro` has nothing to run and every checksum matches."""
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "store", str(remote)], cwd=dvc_repo)
+    run("git add -A && git -c user.email=t@e -c user.name=t commit -qm 'run + remote'", cwd=dvc_repo)
+    run(["dvc", "push"], cwd=dvc_repo)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(dvc_repo), str(clone)], cwd=tmp_path)
+    assert not (clone / "features/synthetic/tiny_vfm").exists() and not (clone / "models/gkd/stage1").exists()
+    run(["dvc", "pull"], cwd=clone)
+    status = run(["dvc", "status"], cwd=clone).stdout
+    assert "up to date" in status, status
+    out = run(["dvc", "repro"], cwd=clone).stdout
+    assert "Running stage" not in out, out
+    for rel in ("features/synthetic/tiny_vfm/train/tokens-00000.npy", "models/gkd/stage1/backbone.safetensors",
+                "models/teacher_task/model.safetensors"):
+        assert (clone / rel).read_bytes() == (dvc_repo / rel).read_bytes(), rel
+
+
 def test_dvc_exp_run_with_another_student_reruns_only_student_stages(dvc_repo):
     out = run(["dvc", "exp", "run", "-S", "student=vit_s"], cwd=dvc_repo).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"student_weights", "distill@gkd", "adapt@gkd", "train@student_only", "evaluate@gkd",
-                   "evaluate@student_only", "report"}, ran
+                   "evaluate@student_only", "report", "qualitative"}, ran
     show = run(["dvc", "exp", "show", "--json"], cwd=dvc_repo).stdout
     assert "metrics/gkd.json" in show and "vit_s" in show

@@ -225,13 +225,26 @@ def load(path: str | Path = "params.yaml", **overrides: Optional[str]) -> Config
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file {str(path)!r} not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    cfg = from_dict(yaml.safe_load(path.read_text()) or {})
+    return with_selectors(cfg, **overrides)
+
+
+def with_selectors(cfg: Config, **overrides: Optional[str]) -> Config:
+    """The validated file's config with selectors swapped for this command (e.g. F2F's student)."""
+    import dataclasses
+    changes: dict[str, Any] = {}
+    tables = {"benchmark": "benchmarks", "teacher": "teachers", "student": "students"}
     for key, value in overrides.items():
         if key not in SELECTORS:
             raise ConfigError(f"only selectors can be overridden, not {key!r}; valid: {', '.join(SELECTORS)}")
-        if value is not None:
-            raw[key] = value
-    return from_dict(raw)
+        if value is None:
+            continue
+        presets = cfg.raw[tables[key]]
+        choose(key, value, presets)
+        cls = BenchmarkConfig if key == "benchmark" else ModelConfig
+        changes[f"{key}_name"] = value
+        changes[key] = build(cls, presets[value], f"{tables[key]}.{value}")
+    return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
 def from_dict(raw: dict) -> Config:

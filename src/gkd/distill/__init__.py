@@ -41,6 +41,10 @@ class Method:
         """Stage 2 on a frozen backbone (GKD) or end-to-end task training (every other method)."""
         return False
 
+    def label(self, key: str) -> str:
+        """Row label in the tables: the display name, plus the params key for a variant (ablations)."""
+        return self.display if key == self.name else f"{self.display} [{key}]"
+
     def task_module(self, **shapes):
         """Extra trainable student-side modules of the task loss (align convs, generators), or None."""
         return None

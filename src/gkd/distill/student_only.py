@@ -23,3 +23,6 @@ class StudentOnly(Method):
 
     def frozen_backbone(self) -> bool:
         return self.options.frozen
+
+    def label(self, key: str) -> str:
+        return "Student (frozen, no KD)" if self.options.frozen else super().label(key)

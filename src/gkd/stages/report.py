@@ -22,10 +22,8 @@ def row_label(cfg, name: str) -> str:
     """Teacher → "Teacher"; a method → its display name ("+GKD"); an ablation variant → its key too."""
     if name == "teacher":
         return "Teacher"
-    from gkd.distill import METHODS
-    algo = cfg.method(name).algo
-    display = METHODS[algo].display
-    return display if name == algo else f"{display} [{name}]"
+    from gkd.distill import build_method
+    return build_method(cfg, name).label(name)
 
 
 def table(rows: list[tuple[str, dict]]) -> pd.DataFrame:
