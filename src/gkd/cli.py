@@ -22,6 +22,31 @@ def cmd_dag(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from gkd import bench
+    from gkd.stages.common import set_threads
+    set_threads(args.threads)
+    results = bench.run(Path(args.out), size=args.size, batch=args.batch, steps=args.steps,
+                        workspace=Path(args.workspace) if args.workspace else None)
+    print(bench.summary(results))
+    print(f"figures written to {args.out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from gkd.predict import predict_folder
+    n = predict_folder(Path(args.model), Path(args.images), Path(args.out), args.alpha)
+    print(f"{n} images: masks and overlays in {args.out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from gkd.predict import export
+    export(Path(args.model), Path(args.out), Path(args.onnx) if args.onnx else None)
+    print(f"wrote {args.out}" + (f" and {args.onnx}" if args.onnx else ""))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gkd", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -32,6 +57,25 @@ def main(argv=None) -> int:
     d.add_argument("--ablation", action="store_true",
                    help="include the GKD ablation stages (slow: not part of the default `dvc repro`)")
     d.set_defaults(fn=cmd_dag)
+    b = sub.add_parser("bench", help="speed figures as side-by-side ratios → results/bench.json")
+    b.add_argument("--out", default="results/bench.json")
+    b.add_argument("--size", type=int, default=112, help="image size (the benchmark resolution)")
+    b.add_argument("--batch", type=int, default=32)
+    b.add_argument("--steps", type=int, default=5, help="timed repetitions per figure (median)")
+    b.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core)")
+    b.add_argument("--workspace", default=None, help="an up-to-date pipeline workspace for the no-op rerun figure")
+    b.set_defaults(fn=cmd_bench)
+    pr = sub.add_parser("predict", help="run a trained segmenter over a folder of images")
+    pr.add_argument("--model", required=True, help="segmenter folder (e.g. models/gkd/stage2)")
+    pr.add_argument("--images", required=True, help="folder of images")
+    pr.add_argument("--out", required=True, help="folder for <name>_mask.png and <name>_overlay.png")
+    pr.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask")
+    pr.set_defaults(fn=cmd_predict)
+    ex = sub.add_parser("export", help="a trained segmenter as one self-contained safetensors file (+ ONNX)")
+    ex.add_argument("--model", required=True)
+    ex.add_argument("--out", required=True, help="output .safetensors (weights + the JSON to rebuild the model)")
+    ex.add_argument("--onnx", default=None, help="also write an ONNX graph here")
+    ex.set_defaults(fn=cmd_export)
     args = p.parse_args(argv)
     from gkd.config import ConfigError
     try:

@@ -61,7 +61,7 @@ def new_segmenter(backbone: Backbone, decoder: str, dim: int, num_classes: int) 
 
 
 def save_segmenter(directory: Path, model: Segmenter, img_size: int, decoder: str, dim: int,
-                   classes: list[str], info: dict) -> None:
+                   classes: list[str], info: dict, palette: list | None = None) -> None:
     model = getattr(model, "module", model)
     preset = model.backbone.preset
     state = {f"backbone.vit.{k}": v for k, v in model.backbone.vit.state_dict().items()}
@@ -69,7 +69,7 @@ def save_segmenter(directory: Path, model: Segmenter, img_size: int, decoder: st
     io.save_safetensors(directory / "model.safetensors", state)
     io.write_json(directory / "model.json", {
         "preset": dataclasses.asdict(preset), "img_size": img_size, "patch_size": model.backbone.vit.patch_embed.patch_size[0],
-        "decoder": decoder, "decoder_dim": dim, "classes": classes,
+        "decoder": decoder, "decoder_dim": dim, "classes": classes, "palette": palette,
         "num_params": sum(p.numel() for p in model.parameters()), **info})
 
 
@@ -79,7 +79,11 @@ def load_segmenter(directory: Path) -> tuple[Segmenter, dict]:
     if not meta_path.is_file():
         raise ConfigError(f"{str(directory)!r} holds no segmentation model (missing model.json)")
     meta = json.loads(meta_path.read_text())
-    state = load_state_file(directory / "model.safetensors")
+    return build_segmenter_from_meta(meta, load_state_file(directory / "model.safetensors"), str(directory)), meta
+
+
+def build_segmenter_from_meta(meta: dict, state: dict, where: str = "model") -> Segmenter:
+    """The architecture described by a model.json, with ``state`` loaded strictly."""
     preset = ModelConfig(**{**meta["preset"], "weights": "none"})
     bb = create_backbone(preset, meta["img_size"], seed=0, patch_size=meta["patch_size"])
     model = new_segmenter(bb, meta["decoder"], meta["decoder_dim"], len(meta["classes"]))
@@ -89,8 +93,8 @@ def load_segmenter(directory: Path) -> tuple[Segmenter, dict]:
         model.decoder.load_state_dict({k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")},
                                       strict=True)
     except RuntimeError as err:
-        raise ConfigError(f"{directory}/model.safetensors does not match model.json: {err}") from err
-    return model.eval(), meta
+        raise ConfigError(f"{where}: weights do not match model.json: {err}") from err
+    return model.eval()
 
 
 def count_params(module: torch.nn.Module) -> int:

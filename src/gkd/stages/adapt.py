@@ -55,7 +55,7 @@ def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: 
             save_segmenter(tmp, trained, meta.image_size, a.decoder, a.decoder_dim, meta.classes,
                            {"role": "student", "method": method_name, "student": cfg.student_name,
                             "teacher": cfg.teacher_name if (method.stage1 or caches) else None,
-                            "frozen_backbone": frozen, "steps": steps, "benchmark": cfg.benchmark_name})
+                            "frozen_backbone": frozen, "steps": steps, "benchmark": cfg.benchmark_name}, palette=meta.palette)
         if live is not None:
             live.end()
     acc.wait_for_everyone()

@@ -41,7 +41,7 @@ def run(cfg, data: Path, teacher_dir: Path, features: Path, out: Path, live_dir:
         with io.atomic_path(out, is_dir=True) as tmp:
             save_segmenter(tmp, trained, meta.image_size, a.decoder, a.decoder_dim, meta.classes,
                            {"role": "teacher", "teacher": cfg.teacher_name, "benchmark": cfg.benchmark_name,
-                            "frozen_backbone": True, "steps": steps})
+                            "frozen_backbone": True, "steps": steps}, palette=meta.palette)
             cache_logits(trained.decoder.eval(), cache, tmp / "logits", cfg.teacher_features.shard_size)
         if live is not None:
             live.end()

@@ -1,0 +1,240 @@
+"""`gkd bench`: the pipeline's speed, measured as side-by-side ratios in one run (this machine is noisy).
+
+Figures, each written to ``results/bench.json``:
+1. stage-1 step with cached teacher tokens vs re-running the teacher every step (the official code's
+   way), at a ViT-B-class teacher / ViT-S-class student ratio; first-step losses of both compared;
+2. framework overhead: our stage-1 step (augmentation, cache read, masks, loss terms, optimiser) vs
+   the bare forward+backward+step of the same modules on the same tensors;
+3. data loading: loader images/s vs the images/s a training step consumes;
+4. inference images/s of student vs teacher at the benchmark resolution;
+5. no-op reruns of `dvc repro` and `snakemake` on an up-to-date workspace (when one is given);
+plus the teacher-token cache's bytes per image and read throughput.
+Models are randomly initialised: speed does not depend on the weights' values.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gkd import io
+from gkd.config import ModelConfig
+
+TEACHER = ModelConfig("vit_base_patch14_dinov2", patch_size=14)      # ViT-B-class teacher
+STUDENT = ModelConfig("vit_small_patch16_224", patch_size=14)        # ViT-S-class student
+
+
+def timed(fn, repeats: int, warmup: int = 1) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _images(n: int, size: int) -> torch.Tensor:
+    from gkd.data.synthetic import render
+    return torch.from_numpy(np.stack([render("sim", (0, 99, i), size)[0] for i in range(n)])).permute(0, 3, 1, 2)
+
+
+def stage1_cache_vs_recompute(size: int, batch: int, steps: int) -> dict:
+    from gkd import train
+    from gkd.distill.gkd import GKD, GKDOptions
+    from gkd.distill.masking import first_half_mask
+    from gkd.models.backbone import create_backbone
+
+    teacher = create_backbone(TEACHER, size, seed=0).eval().requires_grad_(False)
+    images = _images(batch, size)
+    with torch.no_grad():
+        cached = teacher.forward_tokens(images.float() / 255, with_levels=False)[0].half()  # the fp16 cache
+
+    def make():
+        student = create_backbone(STUDENT, size, seed=0, with_mask_token=True)
+        module = GKD(GKDOptions()).stage1_module(student, teacher.embed_dim)
+        opt = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), 5e-4, 0.05))
+        return module, opt
+
+    rngs = [np.random.default_rng(i) for i in range(batch)]
+    mask = first_half_mask(rngs, teacher.num_patches, 0.5)
+
+    def step(module, opt, recompute: bool):
+        x = images.float() / 255
+        if recompute:
+            with torch.no_grad():
+                tokens = teacher.forward_tokens(x, with_levels=False)[0]
+        else:
+            tokens = cached.float()
+        terms = module(x, tokens, mask)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        return terms["loss"].item()
+
+    a, opt_a = make()
+    b, opt_b = make()
+    first_cached, first_recomputed = step(a, opt_a, False), step(b, opt_b, True)
+    t_cached = timed(lambda: step(a, opt_a, False), steps)
+    t_recompute = timed(lambda: step(b, opt_b, True), steps)
+    return {"teacher": TEACHER.timm_name, "student": STUDENT.timm_name, "image_size": size, "batch": batch,
+            "step_s_cached": t_cached, "step_s_recompute": t_recompute, "speedup": t_recompute / t_cached,
+            "first_loss_cached": first_cached, "first_loss_recompute": first_recomputed,
+            "first_loss_rel_diff": abs(first_cached - first_recomputed) / abs(first_recomputed),
+            "target_speedup": 2.0}
+
+
+def framework_overhead(size: int, batch: int, steps: int, workdir: Path) -> dict:
+    """Our loop's step (as `distill` runs it) vs the bare forward/backward/step on prepared tensors."""
+    from gkd import train
+    from gkd.distill.gkd import GKD, GKDOptions
+    from gkd.distill.masking import first_half_mask
+    from gkd.features import FeatureCache, save_shard, write_index
+    from gkd.models.backbone import create_backbone
+    from gkd.data.prepared import SegmentationSplit, write_split
+
+    n = batch * (steps + 2)
+    write_split(workdir / "data" / "sim" / "train",
+                ((f"{i}", *_scene(i, size)) for i in range(n)))
+    dataset = SegmentationSplit(workdir / "data", "sim", "train", with_labels=False)
+    student = create_backbone(STUDENT, size, seed=0, with_mask_token=True)
+    grid = student.grid
+    dim = 768
+    tokens = np.random.default_rng(0).standard_normal((n, 1 + grid[0] * grid[1], dim)).astype(np.float16)
+    (workdir / "feat").mkdir()
+    save_shard(workdir / "feat", "tokens", 0, tokens)
+    write_index(workdir / "feat", n, n, {"tokens": tokens.shape[1:]}, {})
+    cache = FeatureCache(workdir / "feat")
+    module = GKD(GKDOptions()).stage1_module(student, dim)
+    opt = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), 5e-4, 0.05))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=train.EpochSampler(n, 0), drop_last=True)
+
+    def full_epoch():  # what train.fit + distill's step function do per batch
+        for images, _, idx in loader:
+            rngs = train.sample_rngs(0, 0, idx)
+            x, flips = train.augment(images, rngs, True, 0.3)
+            t = train.flip_tokens(cache.get("tokens", idx.tolist()), flips, grid)
+            mask = first_half_mask(rngs, grid[0] * grid[1], 0.5)
+            terms = module(x, t, mask)
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            opt.step()
+
+    x = torch.rand(batch, 3, size, size)
+    t = torch.from_numpy(tokens[:batch].astype(np.float32))
+    mask = first_half_mask([np.random.default_rng(i) for i in range(batch)], grid[0] * grid[1], 0.5)
+
+    def bare_epoch():
+        for _ in range(len(loader)):
+            loss = module(x, t, mask)["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    t_full = timed(full_epoch, 3)
+    t_bare = timed(bare_epoch, 3)
+
+    def load_only():
+        for images, _, idx in loader:
+            rngs = train.sample_rngs(0, 0, idx)
+            train.augment(images, rngs, True, 0.3)
+            cache.get("tokens", idx.tolist())
+
+    t_load = timed(load_only, 3)
+    steps_per_epoch = len(loader)
+    return {"overhead": {"step_s": t_full / steps_per_epoch, "bare_step_s": t_bare / steps_per_epoch,
+                         "ratio": t_full / t_bare, "target_ratio_max": 1.15},
+            "loader": {"images_per_s": steps_per_epoch * batch / t_load,
+                       "training_images_per_s": steps_per_epoch * batch / t_full,
+                       "ratio": t_full / t_load, "target_ratio_min": 3.0}}
+
+
+def _scene(i: int, size: int):
+    from gkd.data.synthetic import render
+    return render("sim", (0, 98, i), size)
+
+
+def inference(size: int, batch: int, repeats: int) -> dict:
+    from gkd.models.artifacts import new_segmenter
+    from gkd.models.backbone import create_backbone
+    from gkd.config import load
+
+    out = {}
+    x = torch.rand(batch, 3, size, size)
+    for role, mc in (("teacher", TEACHER), ("student", STUDENT)):
+        seg = new_segmenter(create_backbone(mc, size, seed=0), "mlp", 128, 8).eval()
+        with torch.no_grad():
+            out[role] = batch / timed(lambda: seg.predict(x), repeats)
+    return {"image_size": size, "teacher_images_per_s": out["teacher"], "student_images_per_s": out["student"],
+            "ratio": out["student"] / out["teacher"], "target_ratio_min": 3.0}
+
+
+def cache_io(size: int, n: int, workdir: Path) -> dict:
+    """Bytes per image and random-batch read throughput of the fp16 shard cache (ViT-B grid)."""
+    from gkd.features import FeatureCache, save_shard, write_index
+    grid = size // TEACHER.patch_size
+    arr = np.random.default_rng(0).standard_normal((n, 1 + grid * grid, 768)).astype(np.float16)
+    d = workdir / "cache"
+    d.mkdir()
+    shard = 512
+    for k in range(-(-n // shard)):
+        save_shard(d, "tokens", k, arr[k * shard:(k + 1) * shard])
+    write_index(d, n, shard, {"tokens": arr.shape[1:]}, {})
+    cache = FeatureCache(d)
+    rng = np.random.default_rng(1)
+    batches = [rng.choice(n, 32, replace=False).tolist() for _ in range(50)]
+    t = timed(lambda: [cache.get("tokens", b) for b in batches], 3)
+    size_bytes = sum(p.stat().st_size for p in d.glob("*.npy"))
+    return {"bytes_per_image": size_bytes / n, "read_images_per_s": 50 * 32 / t, "format": "fp16 .npy shards, mmap"}
+
+
+def noop_reruns(workspace: Path) -> dict:
+    out = {}
+    for name, cmd in (("dvc_repro_s", ["dvc", "repro"]), ("snakemake_s", ["snakemake", "--cores", "all"])):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=workspace, capture_output=True, text=True)
+        out[name] = time.perf_counter() - start
+        out[name.replace("_s", "_ok")] = proc.returncode == 0
+    out["target_s_max"] = 5.0
+    return out
+
+
+def run(out: Path, size: int = 112, batch: int = 32, steps: int = 5, workspace: Path | None = None) -> dict:
+    torch.manual_seed(0)
+    results: dict = {"threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        results["stage1_cache"] = stage1_cache_vs_recompute(size, batch, steps)
+        results.update(framework_overhead(size, batch, steps, tmp))
+        results["inference"] = inference(size, 64, steps)
+        results["cache"] = cache_io(size, 2048, tmp)
+    if workspace is not None:
+        results["noop"] = noop_reruns(workspace)
+    io.write_json(out, results)
+    return results
+
+
+def summary(results: dict) -> str:
+    rows = [("stage-1 step: recompute teacher / cached tokens", results["stage1_cache"]["speedup"], "≥ 2"),
+            ("framework step / bare fwd+bwd", results["overhead"]["ratio"], "≤ 1.15"),
+            ("loader img/s / training img/s", results["loader"]["ratio"], "≥ 3"),
+            ("student / teacher inference img/s", results["inference"]["ratio"], "≥ 3")]
+    lines = [f"{'figure':<50} {'value':>8}  target"]
+    lines += [f"{name:<50} {value:>8.2f}  {target}" for name, value, target in rows]
+    c = results["cache"]
+    lines.append(f"{'teacher cache bytes/image (ViT-B, fp16)':<50} {c['bytes_per_image']:>8.0f}")
+    lines.append(f"{'teacher cache read img/s (random batches)':<50} {c['read_images_per_s']:>8.0f}")
+    if "noop" in results:
+        lines.append(f"{'no-op dvc repro (s)':<50} {results['noop']['dvc_repro_s']:>8.2f}  ≤ 5")
+        lines.append(f"{'no-op snakemake (s)':<50} {results['noop']['snakemake_s']:>8.2f}  ≤ 5")
+    lines.append(f"first-step loss, cached vs recomputed teacher: {results['stage1_cache']['first_loss_cached']:.6f} vs "
+                 f"{results['stage1_cache']['first_loss_recompute']:.6f}")
+    return "\n".join(lines)
