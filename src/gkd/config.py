@@ -39,10 +39,9 @@ class BenchmarkConfig:
     val_images: int = 0
     target_images: int = 0
     generic_images: int = 0
-    root: Optional[str] = None            # raw data root (real benchmarks)
-    source_dataset: Optional[str] = None
-    target_datasets: Optional[dict] = None
-    skip_bad: bool = False
+    root: Optional[str] = None            # raw data root of real benchmarks: each dataset in root/<its folder>
+    skip_bad: bool = False                # real data: skip (and report) bad samples instead of stopping
+    train_crops: int = 1                  # real data: square crops per source image (short side = image_size)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,38 @@ class Segmenter(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.backbone(images))
 
+    @property
+    def input_size(self) -> int:
+        vit = self.backbone.vit
+        return self.backbone.grid[0] * vit.patch_embed.patch_size[0]
+
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self(images)
-        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        """Full-resolution logits; images larger than the model's input go through sliding windows."""
+        size = self.input_size
+        if tuple(images.shape[-2:]) == (size, size):
+            logits = self(images)
+            return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return self.predict_slide(images, size, stride=max(1, (2 * size) // 3))
+
+    def predict_slide(self, images: torch.Tensor, window: int, stride: int) -> torch.Tensor:
+        """Sliding-window inference (the paper's protocol: window 512, stride 341 ≈ 2/3), overlaps averaged."""
+        b, _, h, w = images.shape
+        pad_h, pad_w = max(0, window - h), max(0, window - w)
+        x = F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images
+        hh, ww = x.shape[-2:]
+        ys = list(range(0, hh - window + 1, stride))
+        xs = list(range(0, ww - window + 1, stride))
+        if ys[-1] != hh - window:
+            ys.append(hh - window)
+        if xs[-1] != ww - window:
+            xs.append(ww - window)
+        total, count = None, torch.zeros(1, 1, hh, ww, device=x.device)
+        for y0 in ys:
+            for x0 in xs:
+                crop = x[..., y0:y0 + window, x0:x0 + window]
+                logits = F.interpolate(self(crop), size=(window, window), mode="bilinear", align_corners=False)
+                if total is None:
+                    total = torch.zeros(b, logits.shape[1], hh, ww, device=x.device, dtype=logits.dtype)
+                total[..., y0:y0 + window, x0:x0 + window] += logits
+                count[..., y0:y0 + window, x0:x0 + window] += 1
+        return (total / count)[..., :h, :w]

@@ -24,8 +24,11 @@ log = logging.getLogger("gkd.evaluate")
 @torch.no_grad()
 def evaluate_split(model, dataset, num_classes: int, batch_size: int, acc) -> np.ndarray:
     # Each rank takes every world-th image (no padding duplicates); confusion matrices are summed.
+    # Images of another size than the model's input (real benchmarks) go one by one, through windows.
     shard = torch.utils.data.Subset(dataset, range(acc.process_index, len(dataset), acc.num_processes))
-    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size, shuffle=False)
+    first = dataset[0][0].shape[-2:]
+    square = tuple(first) == (model.input_size, model.input_size)
+    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size if square else 1, shuffle=False)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long, device=acc.device)
     for images, labels, _ in tqdm(loader, desc="eval", disable=not acc.is_main_process, leave=False, mininterval=5):
         pred = model.predict(to_float(images.to(acc.device))).argmax(1)
@@ -42,7 +45,8 @@ def run(cfg, model_dir: Path, data: Path, out: Path, name: str) -> dict:
     if info["classes"] != meta.classes:
         from gkd.config import ConfigError
         raise ConfigError(f"model {model_dir} predicts {info['classes']}, benchmark has {meta.classes}")
-    domains = [(meta.source, "val")] + [(t, "test") for t in meta.targets]
+    has_val = "val" in meta.splits.get(meta.source, {})
+    domains = ([(meta.source, "val")] if has_val else []) + [(t, "test") for t in meta.targets]
     result = {"name": name, "params_m": round(count_params(model) / 1e6, 3), "domains": {}, "per_class": {},
               "source_domain": meta.source, "targets": list(meta.targets)}
     for domain, split in domains:
@@ -53,7 +57,7 @@ def run(cfg, model_dir: Path, data: Path, out: Path, name: str) -> dict:
         result["per_class"][domain] = {c: (None if v is None else round(v, 4)) for c, v in zip(meta.classes, per_class)}
         log.info("%s %s/%s: mIoU %.2f", name, domain, split, miou)
     result["avg"] = round(float(np.mean([result["domains"][t] for t in meta.targets])), 4)
-    result["source"] = result["domains"][meta.source]
+    result["source"] = result["domains"].get(meta.source)
     if acc.is_main_process:
         io.write_json(out, result)
     return result

@@ -33,7 +33,8 @@ def table(rows: list[tuple[str, dict]]) -> pd.DataFrame:
         rec = {"Method": label, "Params (M)": m["params_m"]}
         rec.update({d: domains[d] for d in m["targets"]})
         rec["Avg"] = m["avg"]
-        rec[f"{source} (source val)"] = domains[source]
+        if source in domains:
+            rec[f"{source} (source val)"] = domains[source]
         records.append(rec)
     df = pd.DataFrame.from_records(records)
     num = [c for c in df.columns if c not in ("Method",)]
