@@ -13,7 +13,8 @@ def test_default_params_validate():
 @pytest.mark.parametrize("key,value,needle", [
     ("student", "vit_xl", "unknown student 'vit_xl'; valid choices: deit_b, deit_s, tiny_vfm_s, vit_s, vit_t"),
     ("teacher", "dino9", "unknown teacher 'dino9'; valid choices:"),
-    ("benchmark", "kitti", "unknown benchmark 'kitti'; valid choices: synthetic"),
+    ("benchmark", "kitti", "unknown benchmark 'kitti'; valid choices: city2acdc, gta2city, gta_synthia2city, "
+                           "gta_synthia_urbansyn2city, potsdam2vaihingen, synthetic"),
     ("methods", ["gkd", "magic_kd"], "unknown method 'magic_kd'; valid choices:"),
 ])
 def test_bad_preset_names_list_valid_choices(key, value, needle):
@@ -69,5 +70,7 @@ def test_stage_cli_reports_bad_preset_before_compute(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gkd.stages.prepare", "--params", str(path), "--benchmark", "nope",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == "error: unknown benchmark 'nope'; valid choices: synthetic"
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: unknown benchmark 'nope'; valid choices: city2acdc, gta2city, gta_synthia2city, "
+        "gta_synthia_urbansyn2city, potsdam2vaihingen, synthetic")
     assert not (tmp_path / "out").exists()

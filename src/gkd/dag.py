@@ -105,7 +105,7 @@ def setting_stages(cfg, st: Setting) -> list[Stage]:
         out.append(Stage(
             "f2f_student_weights",
             f"{LAUNCH} gkd.stages.student_weights {sel} --student {st.student} --data {DATA} --out {student}",
-            ["src/gkd/stages/student_weights.py", DATA] + LIB_TRAIN,
+            ["src/gkd/stages/student_weights.py", "src/gkd/stages/teacher_weights.py", DATA] + LIB_TRAIN,
             ["seed", "benchmarks.${benchmark}", "f2f.student", "students.${f2f.student}", "pretrain"],
             outs=[student]))
     if g["stage1"]:
@@ -187,7 +187,7 @@ def stages(cfg, ablation: bool = False) -> list[Stage]:
               outs=[TEACHER]),
         Stage("student_weights",
               f"{LAUNCH} gkd.stages.student_weights {sel} --student ${{student}} --data {DATA} --out {STUDENT}",
-              ["src/gkd/stages/student_weights.py", DATA] + LIB_TRAIN,
+              ["src/gkd/stages/student_weights.py", "src/gkd/stages/teacher_weights.py", DATA] + LIB_TRAIN,
               ["seed", "benchmarks.${benchmark}", "student", "students.${student}", "pretrain"],
               outs=[STUDENT]),
         Stage("teacher_features",

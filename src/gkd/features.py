@@ -61,18 +61,12 @@ class FeatureCache:
                               f"expected {shape} float16; rerun teacher_features")
         return arr
 
-    def has(self, name: str) -> bool:
-        return name in self._arrays
-
     def get(self, name: str, indices) -> torch.Tensor:
         idx = np.asarray(indices, dtype=np.int64)
         shards, rows = idx // self.shard_size, idx % self.shard_size
         arrays = self._arrays[name]
         out = np.stack([arrays[s][r] for s, r in zip(shards, rows)])
         return torch.from_numpy(out.astype(np.float32))
-
-    def all(self, name: str) -> torch.Tensor:
-        return torch.from_numpy(np.concatenate([np.asarray(a) for a in self._arrays[name]]).astype(np.float32))
 
 
 def write_index(directory: Path, num_images: int, shard_size: int, arrays: dict[str, tuple], info: dict) -> None:

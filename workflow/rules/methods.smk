@@ -13,7 +13,7 @@ for st in SETTINGS:
         rule:
             name: "f2f_student_weights"
             input:
-                code=["src/gkd/stages/student_weights.py", *LIB_TRAIN],
+                code=["src/gkd/stages/student_weights.py", "src/gkd/stages/teacher_weights.py", *LIB_TRAIN],
                 data=DATA,
             output:
                 directory(student_dir),

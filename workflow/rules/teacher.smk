@@ -20,7 +20,7 @@ rule teacher_weights:
 
 rule student_weights:
     input:
-        code=["src/gkd/stages/student_weights.py", *LIB_TRAIN],
+        code=["src/gkd/stages/student_weights.py", "src/gkd/stages/teacher_weights.py", *LIB_TRAIN],
         data=DATA,
     output:
         directory(STUDENT),

@@ -44,3 +44,6 @@ def synthetic_adapter(bench: BenchmarkConfig, seed: int):
                                   chunksize=64)
                 yield domain, split, count, ((f"{domain}_{split}_{i:06d}", *scene) for i, scene in enumerate(scenes))
     return info, records()
+
+
+from gkd.data import real  # noqa: E402,F401  (registers the `real` adapter: GTA5, Cityscapes, ACDC, ISPRS, ...)

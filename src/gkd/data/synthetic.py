@@ -249,14 +249,6 @@ def render(domain: str, key: Sequence[int], size: int) -> tuple[np.ndarray, np.n
     return image, label
 
 
-def colourise(label: np.ndarray, colours: np.ndarray = LABEL_COLOURS) -> np.ndarray:
-    """Label map → RGB picture (ignore 255 drawn black)."""
-    out = np.zeros((*label.shape, 3), np.uint8)
-    valid = label < len(colours)
-    out[valid] = colours[label[valid]]
-    return out
-
-
 def splits(source_count: int, val_count: int, target_count: int, generic_count: int) -> list[tuple[str, str, int, int]]:
     """(domain, split, count, split_code) of the benchmark; split codes keep scene seeds disjoint."""
     out = [(SOURCE_DOMAIN, "train", source_count, 1), (SOURCE_DOMAIN, "val", val_count, 2)]

@@ -24,7 +24,8 @@ def run(cfg, out: Path, samples_png: Path | None) -> dict:
     bench = cfg.benchmark
     adapter = ADAPTERS[choose("dataset adapter", bench.adapter, ADAPTERS)]
     info, records = adapter(bench, cfg.seed)  # validates the preset before anything is written
-    meta = dict(name=cfg.benchmark_name, classes=info["classes"], palette=info["palette"], source=bench.source,
+    meta = dict(name=cfg.benchmark_name, classes=info["classes"], palette=info["palette"],
+                source=info.get("source", bench.source),
                 targets=list(bench.targets), image_size=bench.image_size, splits={})
     with io.atomic_path(out, is_dir=True) as tmp:
         for domain, split, count, recs in records:
@@ -33,6 +34,10 @@ def run(cfg, out: Path, samples_png: Path | None) -> dict:
             meta["splits"].setdefault(domain, {})[split] = n
             log.info("%s/%s: %d images", domain, split, n)
         io.write_json(tmp / "meta.json", meta)
+        skipped = getattr(adapter, "last_skipped", None)
+        if skipped:  # opted in with skip_bad: nothing is dropped silently
+            io.write_json(tmp / "skipped.json", skipped)
+            log.warning("%d bad samples skipped: listed in %s", len(skipped), out / "skipped.json")
     if samples_png is not None:
         plot_samples(out, samples_png)
     return meta

@@ -23,7 +23,8 @@ def run(cfg, data: Path, models: list[Path], out: Path, index: int) -> None:
     loaded = [load_segmenter(m) for m in models]
     names = [row_label(cfg, info["method"]) for _, info in loaded]
     rows = []
-    for domain, split in [(meta.source, "val")] + [(t, "test") for t in meta.targets]:
+    has_val = "val" in meta.splits.get(meta.source, {})
+    for domain, split in ([(meta.source, "val")] if has_val else []) + [(t, "test") for t in meta.targets]:
         ds = SegmentationSplit(data, domain, split)
         image, label, _ = ds[index % len(ds)]
         preds = [model.predict(to_float(image[None]))[0].argmax(0).numpy() for model, _ in loaded]

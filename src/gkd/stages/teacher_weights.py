@@ -7,13 +7,18 @@ from gkd.models import weights
 from gkd.stages import common
 
 
-def main(argv=None) -> None:
-    p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher"))
+def weights_main(role: str, description: str, argv=None) -> None:
+    """The CLI of both weight stages; ``role`` is the selector (teacher or student) whose preset is built."""
+    p = common.parser(description, selectors=("benchmark", role))
     p.add_argument("--data", required=True, type=Path, help="prepared benchmark (read by weights: pretrain)")
-    p.add_argument("--out", required=True, type=Path, help="output folder models/teachers/<teacher>")
+    p.add_argument("--out", required=True, type=Path, help=f"output folder models/{role}s/<{role}>")
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark", "teacher"))
-    weights.build(cfg, cfg.teacher, cfg.teacher_name, args.data, args.out)
+    cfg = common.setup(args, ("benchmark", role))
+    weights.build(cfg, getattr(cfg, role), getattr(cfg, f"{role}_name"), args.data, args.out)
+
+
+def main(argv=None) -> None:
+    weights_main("teacher", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,222 @@
+"""The `real` benchmark adapter: raw dataset folders → the records the prepare stage writes.
+
+A benchmark names its source reader(s) and target readers (``gkd.data.readers``); every dataset
+lives at ``<bench.root>/<reader.folder>``. The adapter decides *which* samples form each split and
+brings them to the working resolution:
+
+- source ``train``: every training image resized so its short side is ``image_size`` (bilinear;
+  labels nearest), then ``train_crops`` square crops evenly spaced along the long side (1 = centre,
+  2 = both ends, 3 = ends + centre), named ``<sample>_c<k>``. Fixed crops instead of GKD's random
+  multi-scale crops, because the prepared format stores images once; augmentation happens later;
+- source ``val`` (only if the first source has a val split) and each target's ``test`` (its
+  evaluation split, "val"): resized to short side ``image_size``, aspect ratio kept, no crop.
+
+Caps (``train_images``, ``val_images``, ``target_images``; 0 = all) take the first N samples in
+sorted order, so a capped benchmark is deterministic and needs no seed. Bad data raises DataError at
+the first bad sample, or with ``skip_bad`` is skipped and listed in ``real_adapter.last_skipped``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
+
+import numpy as np
+
+from gkd.config import BenchmarkConfig, ConfigError
+from gkd.data import register_adapter
+from gkd.data.readers import DataError, Reader, Sample, get_reader
+
+log = logging.getLogger("gkd.data")
+Record = tuple[str, np.ndarray, np.ndarray]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class _Part:
+    """One output split: which samples, and whether they are cropped (crops = 0: keep the aspect)."""
+    domain: str
+    split: str
+    items: list[tuple[Reader, Sample]]
+    crops: int
+
+
+def resize_short(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scale image (bilinear) and label (nearest) so that the shorter side is ``size``."""
+    from PIL import Image
+    h, w = label.shape
+    if min(h, w) == size:
+        return image, label
+    scale = size / min(h, w)
+    nh, nw = (size, max(size, round(w * scale))) if h <= w else (max(size, round(h * scale)), size)
+    image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    label = np.asarray(Image.fromarray(label).resize((nw, nh), Image.NEAREST))
+    return image, label
+
+
+def crop_offsets(length: int, size: int, k: int) -> list[int]:
+    """``k`` crop starts evenly spaced over ``length``: 1 → centre, 2 → both ends, 3 → ends + centre."""
+    if k == 1:
+        return [(length - size) // 2]
+    return [round(i * (length - size) / (k - 1)) for i in range(k)]
+
+
+def square_crops(image: np.ndarray, label: np.ndarray, size: int, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` size×size crops along the long side of a pair whose short side is ``size``."""
+    h, w = label.shape
+    if h <= w:
+        return [(image[:, o:o + size], label[:, o:o + size]) for o in crop_offsets(w, size, k)]
+    return [(image[o:o + size], label[o:o + size]) for o in crop_offsets(h, size, k)]
+
+
+def load(reader: Reader, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """Image and mapped label of one sample; DataError if they do not match in size."""
+    image, label = reader.read_image(sample.image), reader.read_label(sample.label)
+    if image.shape[:2] != label.shape:
+        raise DataError(f"{sample.label}: label is {label.shape[1]}×{label.shape[0]} but its image {sample.image} "
+                        f"is {image.shape[1]}×{image.shape[0]}; expected equal sizes")
+    return image, label
+
+
+def _ordered_map(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """``map(fn, items)`` on a few threads (decoding and resizing release the GIL), in order and
+    with a bounded look-ahead so memory stays flat however long the split is."""
+    workers = min(4, len(os.sched_getaffinity(0)))
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _cap_shares(total: int, n: int) -> list[Optional[int]]:
+    """Split a train cap evenly over ``n`` sources (earlier sources take the remainder); None = all.
+
+    A cap on the concatenation would otherwise take only the first source's images.
+    """
+    if total <= 0:
+        return [None] * n
+    base, extra = divmod(total, n)
+    return [base + (i < extra) for i in range(n)]
+
+
+def _check_readers(sources: list[Reader], targets: list[Reader]) -> None:
+    """One class set per benchmark; sources need a train split, targets an evaluation split."""
+    first = sources[0]
+    for reader in sources + targets:
+        if list(reader.classes) != list(first.classes):
+            raise ConfigError(f"benchmark mixes class sets: {reader.name!r} has {len(reader.classes)} classes "
+                              f"({', '.join(reader.classes[:3])}, ...) but {first.name!r} has {len(first.classes)}")
+    for reader in sources:
+        if "train" not in reader.splits:
+            raise ConfigError(f"{reader.name!r} has no train split and cannot be a source")
+    for reader in targets:
+        if reader.eval_split is None:
+            raise ConfigError(f"{reader.name!r} has no evaluation split (it is a training-only dataset) and "
+                              f"cannot be a target")
+
+
+def _listing(reader: Reader, root: Path, split: str, cap: Optional[int], where: tuple[str, str],
+             skip_bad: bool, skipped: list[dict]) -> list[tuple[Reader, Sample]]:
+    """The first ``cap`` images of a split (all if None) in sorted order; unlabelled ones raise or,
+    with ``skip_bad``, are recorded in ``skipped`` (so a cap counts them too: selection stays fixed)."""
+    samples, missing = reader.scan(root / reader.folder, split)
+    entries = sorted([(s.image, s, None) for s in samples] + [(i, None, lab) for i, lab in missing],
+                     key=lambda e: e[0])
+    items = []
+    for image, sample, expected in entries[:cap] if cap is not None else entries:
+        if sample is not None:
+            items.append((reader, sample))
+            continue
+        reason = f"no label; expected {expected}"
+        if not skip_bad:
+            raise DataError(f"{image}: {reason}")
+        skipped.append(dict(domain=where[0], split=where[1], file=str(image), reason=reason))
+    return items
+
+
+@register_adapter("real")
+def real_adapter(bench: BenchmarkConfig, seed: int) -> tuple[dict, Iterator]:
+    """(info, records) of a real benchmark; listing happens now, so layout errors come before any writing.
+
+    ``seed`` is unused: every selection is the first N samples in sorted order.
+    """
+    skipped: list[dict] = []
+    real_adapter.last_skipped = skipped
+    if not bench.root:
+        raise ConfigError("benchmark adapter 'real' needs `root`: the folder holding the raw datasets "
+                          "(<root>/GTA5, <root>/cityscapes, ...)")
+    root, size = Path(bench.root), bench.image_size
+    crops = getattr(bench, "train_crops", 1)
+    if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
+        raise ConfigError(f"benchmark train_crops must be an integer >= 1, got {crops!r}")
+    if size < 1:
+        raise ConfigError(f"benchmark image_size must be >= 1, got {size}")
+    sources = [get_reader(name) for name in bench.source.split("+")]
+    targets = [get_reader(name) for name in bench.targets]
+    _check_readers(sources, targets)
+
+    domain, first = bench.source.replace("+", "_"), sources[0]
+    train_items = []
+    for reader, cap in zip(sources, _cap_shares(bench.train_images, len(sources))):
+        train_items += _listing(reader, root, "train", cap, (domain, "train"), bench.skip_bad, skipped)
+    parts = [_Part(domain, "train", train_items, crops)]
+    if "val" in first.splits:
+        items = _listing(first, root, "val", bench.val_images or None, (domain, "val"), bench.skip_bad, skipped)
+        parts.append(_Part(domain, "val", items, 0))
+    for reader in targets:
+        items = _listing(reader, root, reader.eval_split, bench.target_images or None, (reader.name, "test"),
+                         bench.skip_bad, skipped)
+        parts.append(_Part(reader.name, "test", items, 0))
+
+    def convert(item: tuple[Reader, Sample], part: _Part) -> list[Record]:
+        reader, sample = item
+        image, label = resize_short(*load(reader, sample), size)
+        if not part.crops:
+            return [(sample.name, image, label)]
+        crops = square_crops(image, label, size, part.crops)
+        return [(f"{sample.name}_c{k}", ci, cl) for k, (ci, cl) in enumerate(crops)]
+
+    def check(item: tuple[Reader, Sample], part: _Part) -> Optional[dict]:
+        try:
+            load(*item)
+        except DataError as err:
+            return dict(domain=part.domain, split=part.split, file=str(item[1].image), reason=str(err))
+        return None
+
+    def good_items(part: _Part) -> list[tuple[Reader, Sample]]:
+        """skip_bad: a full read of every sample first, so the split's count is exact up front."""
+        problems = list(_ordered_map(lambda item: check(item, part), part.items))
+        skipped.extend(p for p in problems if p is not None)
+        mine = [s for s in skipped if (s["domain"], s["split"]) == (part.domain, part.split)]
+        if mine:
+            log.warning("%s/%s: skipped %d bad samples (listed in real_adapter.last_skipped); first: %s",
+                        part.domain, part.split, len(mine), mine[0]["reason"])
+        return [item for item, p in zip(part.items, problems) if p is None]
+
+    def records() -> Iterator[tuple[str, str, int, Iterator[Record]]]:
+        for part in parts:
+            items = good_items(part) if bench.skip_bad else part.items
+            if not items:
+                raise DataError(f"{part.domain}/{part.split}: no usable samples left "
+                                f"(see real_adapter.last_skipped)")
+            count = len(items) * (part.crops or 1)
+            recs = (rec for batch in _ordered_map(lambda item, p=part: convert(item, p), items) for rec in batch)
+            yield part.domain, part.split, count, recs
+
+    info = dict(classes=list(first.classes), palette=[list(c) for c in first.palette], source=domain)
+    return info, records()
+
+
+real_adapter.last_skipped = []
