@@ -63,7 +63,7 @@ def omni_contrastive(student: torch.Tensor, teacher: torch.Tensor, groups: int, 
         return x.reshape(b * (h // patch) * (w // patch), patch * patch * groups, c // groups)
 
     s, t = units(student), units(teacher.detach())
-    sim = -(s[:, :, None, :] - t[:, None, :, :]).abs().mean(-1) / tau  # anchors × candidates
+    sim = -torch.cdist(s, t, p=1) / (s.shape[-1] * tau)  # −mean |s − t| / τ, anchors × candidates
     n = s.shape[1]
     group_of = torch.arange(n, device=s.device) % groups
     same_group_elsewhere = (group_of[:, None] == group_of[None, :]) & ~torch.eye(n, dtype=torch.bool, device=s.device)
