@@ -65,7 +65,7 @@ def radar(df: pd.DataFrame, axes: list[str], path: Path, title: str) -> None:
 
 
 def qualitative(rows: list[tuple[str, np.ndarray, np.ndarray, list[np.ndarray]]], names: list[str],
-                palette: np.ndarray, path: Path, title: str) -> None:
+                palette: np.ndarray, path: Path, title: str, classes: list[str] | None = None) -> None:
     """rows: (domain, image, label, [prediction per model]); columns image | GT | each model."""
     plt = _plt()
     ncol = 2 + len(names)
@@ -88,6 +88,11 @@ def qualitative(rows: list[tuple[str, np.ndarray, np.ndarray, list[np.ndarray]]]
             if c == 0:
                 ax.set_ylabel(domain, fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if classes:
+        handles = [plt.Rectangle((0, 0), 1, 1, color=np.array(c) / 255) for c in palette[:len(classes)]]
+        fig.legend(handles, classes, loc="lower center", ncol=min(len(classes), 10), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+    else:
+        fig.tight_layout()
     io.save_figure(path, fig)
     plt.close(fig)

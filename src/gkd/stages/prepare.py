@@ -52,7 +52,8 @@ def plot_samples(root: Path, path: Path, per_domain: int = 4) -> None:
 
     meta = read_meta(root)
     palette = np.array(meta.palette, np.uint8)
-    rows = [(d, s) for d, ss in meta.splits.items() for s in ss if s != "val"]
+    order = [meta.source, *meta.targets, *sorted(set(meta.splits) - {meta.source, *meta.targets})]
+    rows = [(d, s) for d in order for s in meta.splits.get(d, {}) if s != "val"]
     fig, axes = plt.subplots(len(rows), 2 * per_domain, figsize=(2 * per_domain * 1.3, len(rows) * 1.45), dpi=110)
     for r, (domain, split) in enumerate(rows):
         ds = open_split(root, domain, split)

@@ -30,7 +30,8 @@ def run(cfg, data: Path, models: list[Path], out: Path, index: int) -> None:
         preds = [model.predict(to_float(image[None]))[0].argmax(0).numpy() for model, _ in loaded]
         rows.append((domain, image.permute(1, 2, 0).numpy(), label.numpy(), preds))
     plots.qualitative(rows, names, np.array(meta.palette, np.uint8), out,
-                      f"{cfg.teacher_name} → {cfg.student_name}: predictions on image {index} of each domain")
+                      f"{cfg.teacher_name} → {cfg.student_name}: predictions on image {index} of each domain",
+                      classes=meta.classes)
 
 
 def main(argv=None) -> None:
