@@ -75,6 +75,39 @@ def test_dvc_repro_gives_the_same_bytes_and_is_then_a_noop(dvc_repo, snakemake_r
     assert time.time() - start < 30
 
 
+def test_a_param_change_reruns_exactly_the_stages_that_read_it(snakemake_repo, dvc_repo):
+    """Both front-ends see the same params per stage: change one method knob, ask each what to rerun."""
+    import re
+    import yaml
+    changed = {}
+    for repo in (snakemake_repo, dvc_repo):
+        text = (repo / "params.yaml").read_text()
+        p = yaml.safe_load(text)
+        p["method_configs"]["gkd"]["lambda_patch"] = 0.5
+        (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        try:
+            if repo == dvc_repo:
+                status = json.loads(run(["dvc", "status", "--json"], cwd=repo).stdout)
+                changed["dvc"] = set(status)
+            else:
+                out = run(["snakemake", "--dry-run", "--cores", "1"], cwd=repo).stdout
+                jobs, name = set(), None
+                for line in out.splitlines():
+                    m = re.match(r"^(?:local)?rule (\w+):$", line)
+                    if m:
+                        name = m.group(1)
+                    m = re.match(r"^    wildcards: method=(\w+)", line)
+                    if m and name:
+                        name = f"{name}@{m.group(1)}"
+                    if line.startswith("    reason:") and "Params have changed" in line and name:
+                        jobs.add(name)
+                changed["snakemake"] = jobs
+        finally:
+            (repo / "params.yaml").write_text(text)
+    expected = {"distill@gkd", "adapt@gkd", "f2f_distill@gkd", "f2f_adapt@gkd"}
+    assert changed["dvc"] == expected and changed["snakemake"] == expected, changed
+
+
 def test_dvc_push_then_fresh_clone_pull_restores_everything(dvc_repo, tmp_path):
     """Teacher features and models come from a (local directory) remote: after `dvc pull` in a fresh
     clone, `dvc repro` has nothing to run and every checksum matches."""

@@ -110,6 +110,15 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    mixed_precision: str = "no"   # no | bf16 | fp16 (autocast through Accelerate; bf16 is the GPU choice)
+    compile: bool = False         # torch.compile (inductor) of the trained module
+
+    def __post_init__(self):
+        choose("mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
+
+
+@dataclass(frozen=True)
 class ResourceConfig:
     gpu: int
     mem_mb: int
@@ -147,6 +156,7 @@ class Config:
     f2f: F2FConfig = field(default_factory=lambda: F2FConfig("", []))
     ablation: AblationConfig = field(default_factory=lambda: AblationConfig([]))
     threads: int = 0
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     resources: dict = field(default_factory=dict)  # stage family -> ResourceConfig (Snakemake only)
     raw: dict = field(repr=False, default_factory=dict)
 
@@ -292,6 +302,7 @@ def from_dict(raw: dict) -> Config:
         evaluate=build(EvaluateConfig, raw["evaluate"], "evaluate"),
         f2f=f2f, ablation=ablation,
         threads=_check_type(raw.get("threads", 0), int, "threads"),
+        runtime=build(RuntimeConfig, raw.get("runtime", {}), "runtime"),
         resources={k: build(ResourceConfig, v, f"resources.{k}") for k, v in raw.get("resources", {}).items()},
         raw=raw,
     )

@@ -99,14 +99,14 @@ def setting_stages(cfg, st: Setting) -> list[Stage]:
     sel = "--params params.yaml --benchmark ${benchmark}"
     pair = f"{sel} --teacher ${{teacher}} --student {st.student} --method ${{item}}"
     model, live = f"models/{pre}${{item}}", f"logs/{pre}${{item}}"
-    knobs = ["seed", "benchmarks.${benchmark}", "adapt", "method_configs.${item}"]
+    knobs = ["seed", "benchmarks.${benchmark}", "adapt", "method_configs.${item}", "runtime"]
     out: list[Stage] = []
     if st.name == "f2f":
         out.append(Stage(
             "f2f_student_weights",
             f"{LAUNCH} gkd.stages.student_weights {sel} --student {st.student} --data {DATA} --out {student}",
             ["src/gkd/stages/student_weights.py", "src/gkd/stages/teacher_weights.py", DATA] + LIB_TRAIN,
-            ["seed", "benchmarks.${benchmark}", "f2f.student", "students.${f2f.student}", "pretrain"],
+            ["seed", "benchmarks.${benchmark}", "f2f.student", "students.${f2f.student}", "pretrain", "runtime"],
             outs=[student]))
     if g["stage1"]:
         out.append(Stage(
@@ -114,7 +114,7 @@ def setting_stages(cfg, st: Setting) -> list[Stage]:
             f"{LAUNCH} gkd.stages.distill {pair} --data {DATA} --student-weights {student} --features {FEATURES} "
             f"--out {model}/stage1 --live {live}/stage1",
             ["src/gkd/stages/distill.py", DATA, student, FEATURES] + LIB_METHODS,
-            ["seed", "benchmarks.${benchmark}", "distill", "method_configs.${item}"],
+            ["seed", "benchmarks.${benchmark}", "distill", "method_configs.${item}", "runtime"],
             outs=[f"{model}/stage1"], plots=[f"{live}/stage1"], foreach=g["stage1"]))
         out.append(Stage(
             f"{sp}adapt",
@@ -141,7 +141,7 @@ def setting_stages(cfg, st: Setting) -> list[Stage]:
         f"{LAUNCH} gkd.stages.evaluate {sel} --model {model}/stage2 --data {DATA} "
         f"--out metrics/{pre}${{item}}.json --name ${{item}}",
         ["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", DATA, f"{model}/stage2"] + LIB_TRAIN,
-        ["evaluate"], metrics=[f"metrics/{pre}${{item}}.json"], foreach=list(st.methods)))
+        ["evaluate", "runtime"], metrics=[f"metrics/{pre}${{item}}.json"], foreach=list(st.methods)))
     rows = ["metrics/teacher.json"] + (["metrics/gkd.json"] if st.name == "ablation" else [])
     rows += [f"metrics/{pre}{m}.json" for m in st.methods]
     out.append(Stage(
@@ -183,31 +183,31 @@ def stages(cfg, ablation: bool = False) -> list[Stage]:
         Stage("teacher_weights",
               f"{LAUNCH} gkd.stages.teacher_weights {sel} --teacher ${{teacher}} --data {DATA} --out {TEACHER}",
               ["src/gkd/stages/teacher_weights.py", DATA] + LIB_TRAIN,
-              ["seed", "benchmarks.${benchmark}", "teacher", "teachers.${teacher}", "pretrain"],
+              ["seed", "benchmarks.${benchmark}", "teacher", "teachers.${teacher}", "pretrain", "runtime"],
               outs=[TEACHER]),
         Stage("student_weights",
               f"{LAUNCH} gkd.stages.student_weights {sel} --student ${{student}} --data {DATA} --out {STUDENT}",
               ["src/gkd/stages/student_weights.py", "src/gkd/stages/teacher_weights.py", DATA] + LIB_TRAIN,
-              ["seed", "benchmarks.${benchmark}", "student", "students.${student}", "pretrain"],
+              ["seed", "benchmarks.${benchmark}", "student", "students.${student}", "pretrain", "runtime"],
               outs=[STUDENT]),
         Stage("teacher_features",
               f"{LAUNCH} gkd.stages.teacher_features {sel} --teacher ${{teacher}} --data {DATA} "
               f"--teacher-weights {TEACHER} --out {FEATURES}",
               ["src/gkd/stages/teacher_features.py", DATA, TEACHER] + LIB_TRAIN,
-              ["seed", "benchmarks.${benchmark}", "teacher_features"],
+              ["seed", "benchmarks.${benchmark}", "teacher_features", "runtime"],
               outs=[FEATURES]),
         Stage("teacher_task",
               f"{LAUNCH} gkd.stages.teacher_task {sel} --teacher ${{teacher}} --data {DATA} "
               f"--teacher-weights {TEACHER} --features {FEATURES} --out {TEACHER_TASK} "
               f"--live logs/teacher_task",
               ["src/gkd/stages/teacher_task.py", DATA, TEACHER, FEATURES] + LIB_METHODS,
-              ["seed", "benchmarks.${benchmark}", "adapt", "teacher_features.shard_size"],
+              ["seed", "benchmarks.${benchmark}", "adapt", "teacher_features.shard_size", "runtime"],
               outs=[TEACHER_TASK], plots=["logs/teacher_task"]),
         Stage("evaluate_teacher",
               f"{LAUNCH} gkd.stages.evaluate {sel} --model {TEACHER_TASK} --data {DATA} --out metrics/teacher.json "
               f"--name teacher",
               ["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", DATA, TEACHER_TASK] + LIB_TRAIN,
-              ["evaluate"], metrics=["metrics/teacher.json"]),
+              ["evaluate", "runtime"], metrics=["metrics/teacher.json"]),
     ]
     for st in settings(cfg, ablation):
         out += setting_stages(cfg, st)

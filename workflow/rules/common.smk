@@ -1,5 +1,6 @@
 # Config validation, selectors, method groups and helpers shared by all rules.
 import json
+import re
 
 import yaml
 
@@ -23,7 +24,6 @@ except gkd_config.ConfigError as err:
 B, T, S = CFG.benchmark_name, CFG.teacher_name, CFG.student_name
 THREADS = CFG.threads or workflow.cores  # torch threads per job (params.yaml: threads)
 SETTINGS = gkd_dag.settings(CFG, ablation=True)  # ablation rules exist; only its target builds them
-METHOD_KNOBS = ("seed", f"benchmarks.{B}", "adapt", "method_configs.{method}")
 LAUNCH = gkd_dag.LAUNCH
 SEL = f"--params params.yaml --benchmark {B}"
 DATA = f"data/prepared/{B}"
@@ -43,6 +43,16 @@ def res(family):
 def one_of(names):
     """A wildcard constraint matching exactly these names (nothing, if there are none)."""
     return "|".join(names) if names else "(?!x)x"
+
+
+_STAGE_PARAMS = {s.name: s.params for s in gkd_dag.stages(CFG, ablation=True)}
+
+
+def stage_knobs(stage):
+    """The params keys DVC lists for `stage` (gkd.dag is their one source), selectors resolved."""
+    values = {"benchmark": B, "teacher": T, "student": S, "f2f.student": CFG.f2f.student, "item": "{method}"}
+    keys = _STAGE_PARAMS.get(stage, [])  # absent: a method group that is empty in this setting
+    return [re.sub(r"\$\{([\w.]+)\}", lambda m: values[m.group(1)], key) for key in keys]
 
 
 def knobs(*keys):

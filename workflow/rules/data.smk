@@ -5,7 +5,7 @@ rule prepare:
         data=directory(DATA),
         samples=f"plots/{B}_samples.png",
     params:
-        knobs=knobs("seed", "benchmark", f"benchmarks.{B}"),
+        knobs=knobs(*stage_knobs("prepare")),
     resources:
         **res("data"),
     log:

@@ -18,7 +18,7 @@ for st in SETTINGS:
             output:
                 directory(student_dir),
             params:
-                knobs=knobs("seed", f"benchmarks.{B}", "f2f.student", f"students.{student_sel}", "pretrain"),
+                knobs=knobs(*stage_knobs("f2f_student_weights")),
                 sel=SEL,
                 student=student_sel,
             resources:
@@ -45,7 +45,7 @@ for st in SETTINGS:
             model=directory(f"models/{pre}{{method}}/stage1"),
             live=directory(f"logs/{pre}{{method}}/stage1"),
         params:
-            knobs=knobs("seed", f"benchmarks.{B}", "distill", "method_configs.{method}"),
+            knobs=knobs(*stage_knobs(f"{sp}distill")),
             pair=pair,
         resources:
             **res("train"),
@@ -71,7 +71,7 @@ for st in SETTINGS:
             model=directory(f"models/{pre}{{method}}/stage2"),
             live=directory(f"logs/{pre}{{method}}/stage2"),
         params:
-            knobs=knobs(*METHOD_KNOBS),
+            knobs=knobs(*stage_knobs(f"{sp}adapt")),
             pair=pair,
         resources:
             **res("train"),
@@ -96,7 +96,7 @@ for st in SETTINGS:
             model=directory(f"models/{pre}{{method}}/stage2"),
             live=directory(f"logs/{pre}{{method}}/stage2"),
         params:
-            knobs=knobs(*METHOD_KNOBS),
+            knobs=knobs(*stage_knobs(f"{sp}train")),
             pair=pair,
         resources:
             **res("train"),
@@ -123,7 +123,7 @@ for st in SETTINGS:
             model=directory(f"models/{pre}{{method}}/stage2"),
             live=directory(f"logs/{pre}{{method}}/stage2"),
         params:
-            knobs=knobs(*METHOD_KNOBS),
+            knobs=knobs(*stage_knobs(f"{sp}train_kd")),
             pair=pair,
         resources:
             **res("train"),
@@ -148,7 +148,7 @@ for st in SETTINGS:
         output:
             f"metrics/{pre}{{method}}.json",
         params:
-            knobs=knobs("evaluate"),
+            knobs=knobs(*stage_knobs(f"{sp}evaluate")),
         resources:
             **res("evaluate"),
         log:
@@ -171,7 +171,7 @@ for st in SETTINGS:
             plot=f"plots/{st.name}_table.png",
             radar=f"plots/{st.name}_radar.png",
         params:
-            knobs=knobs("methods", "f2f", "ablation"),
+            knobs=knobs(*stage_knobs(f"{sp}report")),
             pair=pair,
             setting=st.name,
         resources:

@@ -7,7 +7,7 @@ rule evaluate_teacher:
     output:
         "metrics/teacher.json",
     params:
-        knobs=knobs("evaluate"),
+        knobs=knobs(*stage_knobs("evaluate_teacher")),
     resources:
         **res("evaluate"),
     log:
@@ -28,7 +28,7 @@ rule qualitative:
     output:
         "plots/qualitative.png",
     params:
-        knobs=knobs("seed"),
+        knobs=knobs(*stage_knobs("qualitative")),
     resources:
         **res("data"),
     log:

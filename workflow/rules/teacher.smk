@@ -6,7 +6,7 @@ rule teacher_weights:
     output:
         directory(TEACHER),
     params:
-        knobs=knobs("seed", f"benchmarks.{B}", "teacher", f"teachers.{T}", "pretrain"),
+        knobs=knobs(*stage_knobs("teacher_weights")),
     resources:
         **res("teacher"),
     log:
@@ -25,7 +25,7 @@ rule student_weights:
     output:
         directory(STUDENT),
     params:
-        knobs=knobs("seed", f"benchmarks.{B}", "student", f"students.{S}", "pretrain"),
+        knobs=knobs(*stage_knobs("student_weights")),
     resources:
         **res("teacher"),
     log:
@@ -45,7 +45,7 @@ rule teacher_features:
     output:
         directory(FEATURES),
     params:
-        knobs=knobs("seed", f"benchmarks.{B}", "teacher_features"),
+        knobs=knobs(*stage_knobs("teacher_features")),
     resources:
         **res("teacher"),
     log:
@@ -68,7 +68,7 @@ rule teacher_task:
         model=directory(TEACHER_TASK),
         live=directory("logs/teacher_task"),
     params:
-        knobs=knobs("seed", f"benchmarks.{B}", "adapt", "teacher_features.shard_size"),
+        knobs=knobs(*stage_knobs("teacher_task")),
     resources:
         **res("teacher"),
     log:

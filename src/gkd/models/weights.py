@@ -62,7 +62,7 @@ def pretrain(cfg, preset: ModelConfig, name: str, data: Path, out: Path, resume_
         raise ConfigError(f"{name!r} (weights: pretrain) needs the benchmark's generic stream; "
                           f"benchmark {cfg.benchmark_name!r} has none (set generic_images > 0)")
     p = cfg.pretrain
-    acc = train.make_accelerator()
+    acc = train.make_accelerator(cfg.runtime)
     train.seed_everything(cfg.seed)
     backbone = create_backbone(dataclasses.replace(preset, weights="none"), meta.image_size, seed=cfg.seed,
                                patch_size=cfg.benchmark.patch_size)

@@ -35,7 +35,7 @@ def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: 
         raise ConfigError(f"method {method_name!r} needs teacher features: pass --features")
     meta = read_meta(data)
     a = cfg.adapt
-    acc = train.make_accelerator()
+    acc = train.make_accelerator(cfg.runtime)
     train.seed_everything(cfg.seed)
     patch = cfg.benchmark.patch_size
     backbone = load_backbone(init, img_size=meta.image_size, seed=cfg.seed, patch_size=patch)

@@ -47,7 +47,7 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features: Path
             raise ConfigError(f"feature cache {features / key} has {caches[key].num_images} images, the split "
                               f"{len(datasets[key])}; rerun teacher_features")
 
-    acc = train.make_accelerator()
+    acc = train.make_accelerator(cfg.runtime)
     train.seed_everything(cfg.seed)
     student = load_backbone(student_weights, img_size=meta.image_size, seed=cfg.seed,
                             patch_size=cfg.benchmark.patch_size, with_mask_token=True)

@@ -38,7 +38,7 @@ def evaluate_split(model, dataset, num_classes: int, batch_size: int, acc) -> np
 
 def run(cfg, model_dir: Path, data: Path, out: Path, name: str) -> dict:
     from gkd import train
-    acc = train.make_accelerator()
+    acc = train.make_accelerator(cfg.runtime)
     meta = read_meta(data)
     model, info = load_segmenter(model_dir)
     model = model.to(acc.device).eval()

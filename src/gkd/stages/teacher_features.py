@@ -60,7 +60,7 @@ def extract(teacher, dataset, directory: Path, batch_size: int, shard_size: int,
 
 def run(cfg, data: Path, teacher_dir: Path, out: Path) -> None:
     from gkd import train
-    acc = train.make_accelerator()
+    acc = train.make_accelerator(cfg.runtime)
     meta = read_meta(data)
     teacher = load_backbone(teacher_dir, img_size=meta.image_size, seed=cfg.seed,
                             patch_size=cfg.benchmark.patch_size).to(acc.device).eval()

@@ -26,7 +26,7 @@ log = logging.getLogger("gkd.teacher_task")
 
 def run(cfg, data: Path, teacher_dir: Path, features: Path, out: Path, live_dir: Path | None) -> None:
     from gkd import train
-    acc = train.make_accelerator()
+    acc = train.make_accelerator(cfg.runtime)
     train.seed_everything(cfg.seed)
     meta = read_meta(data)
     a = cfg.adapt
