@@ -86,15 +86,29 @@ def test_runtime_precision_is_validated():
 def test_bf16_autocast_path_runs_on_cpu():
     """The mixed-precision path the GPU runs use, exercised on the CPU (bf16 autocast is available here)."""
     import torch
+    from accelerate.state import AcceleratorState
     from gkd import train
     from gkd.config import RuntimeConfig
-    acc = train.make_accelerator(RuntimeConfig(mixed_precision="bf16"))
-    assert acc.mixed_precision == "bf16"
-    torch.manual_seed(0)
-    plain = torch.nn.Linear(64, 64)
-    x = torch.randn(4, 64)
-    reference = plain(x)
-    out = acc.prepare(plain)(x)  # forward runs under bf16 autocast, outputs come back as fp32
-    assert out.dtype == torch.float32
-    diff = (out - reference).abs().max().item()
-    assert 0 < diff < 0.05  # bf16 rounding: really computed in bf16, and still the same function
+    try:
+        acc = train.make_accelerator(RuntimeConfig(mixed_precision="bf16"))
+        assert acc.mixed_precision == "bf16"
+        torch.manual_seed(0)
+        plain = torch.nn.Linear(64, 64)
+        x = torch.randn(4, 64)
+        reference = plain(x)
+        out = acc.prepare(plain)(x)  # forward runs under bf16 autocast, outputs come back as fp32
+        assert out.dtype == torch.float32
+        diff = (out - reference).abs().max().item()
+        assert 0 < diff < 0.05  # bf16 rounding: really computed in bf16, and still the same function
+    finally:
+        # Accelerate keeps one process-wide state; later in-process stages run in full precision.
+        AcceleratorState._reset_state()
+
+
+def test_unquoted_no_from_dvc_rewrite_means_no_mixed_precision():
+    """`dvc exp run -S` rewrites params.yaml with `mixed_precision: no` unquoted; PyYAML reads false."""
+    import yaml
+    raw = tiny_params()
+    raw["runtime"] = yaml.safe_load("mixed_precision: no\ncompile: false\n")
+    assert raw["runtime"]["mixed_precision"] is False
+    assert from_dict(raw).runtime.mixed_precision == "no"

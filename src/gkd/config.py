@@ -256,6 +256,16 @@ def with_selectors(cfg: Config, **overrides: Optional[str]) -> Config:
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
+def _yaml11_no(runtime: Any) -> Any:
+    """``mixed_precision: no`` unquoted is the string "no" to DVC (YAML 1.2) but false to PyYAML (1.1).
+
+    ``dvc exp run -S`` rewrites params.yaml and drops the quotes, so read false back as "no".
+    """
+    if isinstance(runtime, dict) and runtime.get("mixed_precision") is False:
+        return {**runtime, "mixed_precision": "no"}
+    return runtime
+
+
 def from_dict(raw: dict) -> Config:
     required = ("benchmark", "teacher", "student", "methods", "seed", "benchmarks", "teachers", "students",
                 "method_configs", "pretrain", "teacher_features", "distill", "adapt", "evaluate")
@@ -302,7 +312,7 @@ def from_dict(raw: dict) -> Config:
         evaluate=build(EvaluateConfig, raw["evaluate"], "evaluate"),
         f2f=f2f, ablation=ablation,
         threads=_check_type(raw.get("threads", 0), int, "threads"),
-        runtime=build(RuntimeConfig, raw.get("runtime", {}), "runtime"),
+        runtime=build(RuntimeConfig, _yaml11_no(raw.get("runtime", {})), "runtime"),
         resources={k: build(ResourceConfig, v, f"resources.{k}") for k, v in raw.get("resources", {}).items()},
         raw=raw,
     )
