@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 
 import pytest
 
@@ -70,3 +71,36 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, variant):
     assert expected <= set(dvc), expected - set(dvc)
     for name in dvc:
         assert smk[name] == dvc[name], name
+
+
+def test_snakemake_plan_is_cached_per_params_and_code(tmp_path):
+    """The registry-derived plan is recomputed when params change and reused otherwise."""
+    import json
+    from gkd import dag
+    from gkd.config import from_dict
+    cache = tmp_path / "plan.json"
+    cfg = from_dict(tiny_params())
+    assert dag.cached_plan(cfg, cache, ablation=True) == dag.plan(cfg, ablation=True)
+    stored = json.loads(cache.read_text())
+    stored["plan"]["groups"]["f2l"] = {"marker": ["reused"]}
+    cache.write_text(json.dumps(stored))
+    assert dag.cached_plan(cfg, cache, ablation=True)["groups"]["f2l"] == {"marker": ["reused"]}
+    params = tiny_params()
+    params["methods"] = ["student_only", "vanilla_kd", "gkd"]
+    other = from_dict(params)
+    plan = dag.cached_plan(other, cache, ablation=True)
+    assert plan == dag.plan(other, ablation=True) and plan["groups"]["f2l"]["kd"] == ["vanilla_kd"]
+
+
+def test_noop_snakemake_parse_imports_no_torch(tmp_path):
+    """Torch is ~2 s of a no-op run; once the plan is cached, parsing the workflow must not import it."""
+    import os
+    repo = copy_repo(tmp_path, tiny_params())
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+
+    def imports_torch():
+        proc = subprocess.run(["snakemake", "--dry-run", "--cores", "1"], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=300, check=True)
+        return any(re.search(r"\|\s+torch$", line) for line in proc.stderr.splitlines())
+    assert imports_torch()          # first parse: the plan is computed from the method registry
+    assert not imports_torch()      # cached: same params, same code

@@ -266,7 +266,9 @@ def _yaml11_no(runtime: Any) -> Any:
     return runtime
 
 
-def from_dict(raw: dict) -> Config:
+def from_dict(raw: dict, check_registries: bool = True) -> Config:
+    """The validated config; ``check_registries=False`` leaves out the checks that import torch
+    (Snakemake's parse does them through ``gkd.dag.cached_plan``, once per params/code change)."""
     required = ("benchmark", "teacher", "student", "methods", "seed", "benchmarks", "teachers", "students",
                 "method_configs", "pretrain", "teacher_features", "distill", "adapt", "evaluate")
     missing = [k for k in required if k not in raw]
@@ -298,8 +300,6 @@ def from_dict(raw: dict) -> Config:
     if ablation.methods and "gkd" not in methods:
         raise ConfigError("ablation.methods are compared with the F2L `gkd` row: add gkd to `methods`")
     adapt = build(AdaptConfig, raw["adapt"], "adapt")
-    from gkd.models.decoders import DECODERS
-    choose("decoder", adapt.decoder, DECODERS)
     cfg = Config(
         benchmark_name=bench, teacher_name=teacher, student_name=student, methods=methods,
         seed=_check_type(raw["seed"], int, "seed"),
@@ -316,10 +316,18 @@ def from_dict(raw: dict) -> Config:
         resources={k: build(ResourceConfig, v, f"resources.{k}") for k, v in raw.get("resources", {}).items()},
         raw=raw,
     )
-    from gkd.distill import method_options  # late import: the method registry imports torch
-    for name in method_configs:
-        method_options(cfg, name)
+    if check_registries:
+        check_registered(cfg)
     return cfg
+
+
+def check_registered(cfg: Config) -> None:
+    """Names and options that live in code registries (decoders, methods): these import torch."""
+    from gkd.distill import method_options
+    from gkd.models.decoders import DECODERS
+    choose("decoder", cfg.adapt.decoder, DECODERS)
+    for name in cfg.method_configs:
+        method_options(cfg, name)
 
 
 def merge(base: dict, override: dict) -> dict:

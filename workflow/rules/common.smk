@@ -17,7 +17,10 @@ if _changed:
         f"--config may override only the selectors {', '.join(gkd_config.SELECTORS)}; "
         f"edit params.yaml for: {', '.join(_changed)}")
 try:
-    CFG = gkd_config.from_dict(dict(config))
+    CFG = gkd_config.from_dict(dict(config), check_registries=False)
+    # Method groups and per-stage params come from the method registry (which imports torch);
+    # they are cached per params + code, so a no-op run parses without torch.
+    PLAN = gkd_dag.cached_plan(CFG, ".snakemake/gkd/plan.json", ablation=True)
 except gkd_config.ConfigError as err:
     raise WorkflowError(f"params.yaml: {err}")
 
@@ -45,7 +48,7 @@ def one_of(names):
     return "|".join(names) if names else "(?!x)x"
 
 
-_STAGE_PARAMS = {s.name: s.params for s in gkd_dag.stages(CFG, ablation=True)}
+_STAGE_PARAMS = PLAN["stage_params"]
 
 
 def stage_knobs(stage):

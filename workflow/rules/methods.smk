@@ -3,7 +3,7 @@
 # others (`train` without a teacher, `train_kd` with cached teacher outputs), then evaluation. Which
 # method goes where is the method's own declaration (gkd.distill); settings come from gkd.dag.
 for st in SETTINGS:
-    group = gkd_dag.method_groups(CFG, st.methods)
+    group = PLAN["groups"][st.name]
     student_sel = CFG.f2f.student if st.name == "f2f" else S
     student_dir = f"models/students/{student_sel}"
     pair = f"{SEL} --teacher {T} --student {student_sel}"
