@@ -27,7 +27,7 @@ def table_figure(df: pd.DataFrame, path: Path, title: str) -> None:
     fig, (ax_heat, ax_bar) = plt.subplots(1, 2, figsize=(14, 0.5 * len(df) + 3), dpi=110,
                                          gridspec_kw={"width_ratios": [1.0, 1.5]})
     sns.heatmap(df.set_index("Method")[cols], annot=True, fmt=".1f", cmap="viridis", vmin=0,
-                vmax=max(1.0, float(df[cols].to_numpy().max())), cbar_kws={"label": "mIoU (%)"}, ax=ax_heat)
+                vmax=max(1.0, float(df[cols].to_numpy().max())), ax=ax_heat)
     ax_heat.set(xlabel="", ylabel="", title="mIoU per domain (%)")
     ax_heat.tick_params(axis="x", rotation=35)
     sns.barplot(data=long, x="domain", y="mIoU", hue="Method", ax=ax_bar, palette="tab10")
