@@ -24,9 +24,9 @@ def table_figure(df: pd.DataFrame, path: Path, title: str) -> None:
     cols = [c for c in df.columns if c not in ("Method", "Params (M)")]
     long = df.melt(id_vars="Method", value_vars=cols, var_name="domain", value_name="mIoU")
     sns.set_theme(style="whitegrid", font_scale=0.9)
-    fig, (ax_heat, ax_bar) = plt.subplots(1, 2, figsize=(14, 0.5 * len(df) + 3), dpi=110,
-                                         gridspec_kw={"width_ratios": [1.0, 1.5]})
-    sns.heatmap(df.set_index("Method")[cols], annot=True, fmt=".1f", cmap="viridis", vmin=0,
+    fig, (ax_heat, ax_bar) = plt.subplots(1, 2, figsize=(16, 0.5 * len(df) + 3), dpi=110,
+                                         gridspec_kw={"width_ratios": [1.2, 1.5]})
+    sns.heatmap(df.set_index("Method")[cols], annot=True, fmt=".1f", annot_kws={"size": 8}, cmap="viridis", vmin=0,
                 vmax=max(1.0, float(df[cols].to_numpy().max())), ax=ax_heat)
     ax_heat.set(xlabel="", ylabel="", title="mIoU per domain (%)")
     ax_heat.tick_params(axis="x", rotation=35)
