@@ -104,3 +104,15 @@ def test_noop_snakemake_parse_imports_no_torch(tmp_path):
         return any(re.search(r"\|\s+torch$", line) for line in proc.stderr.splitlines())
     assert imports_torch()          # first parse: the plan is computed from the method registry
     assert not imports_torch()      # cached: same params, same code
+
+
+def test_snakemake_config_overrides_selectors_only(tmp_path):
+    """`--config student=vit_s` swaps the preset in every job; any other key is one clear error."""
+    repo = copy_repo(tmp_path, tiny_params())
+    out = run(["snakemake", "--dry-run", "--printshellcmds", "results/f2l_table.csv", "--config", "student=vit_s"],
+              cwd=repo).stdout
+    assert "--student vit_s" in out and "models/students/vit_s" in out and "--student vit_t" not in out
+    bad = run(["snakemake", "--dry-run", "results/f2l_table.csv", "--config", "seed=7"], cwd=repo, check=False)
+    assert bad.returncode != 0
+    assert "--config may override only the selectors benchmark, teacher, student; edit params.yaml for: seed" \
+        in bad.stdout + bad.stderr
