@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import yaml
 
@@ -112,3 +114,25 @@ def test_unquoted_no_from_dvc_rewrite_means_no_mixed_precision():
     raw["runtime"] = yaml.safe_load("mixed_precision: no\ncompile: false\n")
     assert raw["runtime"]["mixed_precision"] is False
     assert from_dict(raw).runtime.mixed_precision == "no"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="torch.compile's inductor backend needs a C compiler on CPU")
+def test_compile_path_runs_on_cpu():
+    """`runtime.compile: true` wraps the prepared module with torch.compile (inductor); same function."""
+    import torch
+    from accelerate.state import AcceleratorState
+    from gkd import train
+    from gkd.config import RuntimeConfig
+    try:
+        acc = train.make_accelerator(RuntimeConfig(compile=True))
+        torch.manual_seed(0)
+        plain = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 8))
+        x = torch.randn(4, 32)
+        reference = plain(x)
+        compiled = acc.prepare(plain)
+        assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
+        torch.testing.assert_close(compiled(x), reference, rtol=1e-4, atol=1e-5)
+    finally:
+        AcceleratorState._reset_state()
+        torch._dynamo.reset()
