@@ -127,3 +127,26 @@ def test_wrong_type_in_params_is_one_clear_error(ws, tmp_path):
                cwd=ws, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: adapt.epochs: expected int, got 'three'"
+
+
+def test_slurm_profile_dry_run_resolves_with_per_rule_resources(tmp_path):
+    """`snakemake --profile workflow/profiles/slurm --dry-run` resolves with the executor plugin (the
+    `slurm` extra, also in `test`); every job carries its family's gpu / mem_mb / runtime from params."""
+    import re
+    from conftest import copy_repo, run, tiny_params
+    params = tiny_params()
+    repo = copy_repo(tmp_path, params)
+    out = run(["snakemake", "--profile", "workflow/profiles/slurm", "--dry-run", "results/f2l_table.csv"],
+              cwd=repo).stdout
+    families = {"prepare": "data", "teacher_features": "teacher", "distill": "train", "evaluate": "evaluate"}
+    blocks = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", out):
+        rule = re.match(r"(?:local)?rule (\w+):\n", block)
+        if rule:
+            blocks.setdefault(rule.group(1), block)
+    for rule, family in families.items():
+        want = params["resources"][family]
+        resources = re.search(r"^    resources: (.*)$", blocks[rule], re.M).group(1)
+        for key in ("gpu", "mem_mb", "runtime"):
+            assert f"{key}={want[key]}," in resources + ",", (rule, key, resources)
+    assert "slurm_partition=cpu" in blocks["prepare"] and "slurm_partition=gpu" in blocks["distill"]
