@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,11 +248,9 @@ def cached_plan(cfg, cache: str | Path, ablation: bool = False) -> dict:
             return stored["plan"]
     except (OSError, ValueError, AttributeError):
         pass  # missing or unreadable: recompute
+    from gkd import io
     result = plan(cfg, ablation)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"key": digest, "plan": result}))
-    os.replace(tmp, cache)
+    io.write_json(cache, {"key": digest, "plan": result})
     return result
 
 
