@@ -85,31 +85,35 @@ def test_runtime_precision_is_validated():
         from_dict(raw)
 
 
-def test_bf16_autocast_path_runs_on_cpu():
-    """The mixed-precision path the GPU runs use, exercised on the CPU (bf16 autocast is available here)."""
+@pytest.fixture
+def fresh_accelerator_state():
+    """Accelerate keeps one process-wide state: reset it so later in-process stages run as configured."""
     import torch
     from accelerate.state import AcceleratorState
+    yield
+    AcceleratorState._reset_state()
+    torch._dynamo.reset()
+
+
+def test_bf16_autocast_path_runs_on_cpu(fresh_accelerator_state):
+    """The mixed-precision path the GPU runs use, exercised on the CPU (bf16 autocast is available here)."""
+    import torch
     from gkd import train
     from gkd.config import RuntimeConfig
-    try:
-        acc = train.make_accelerator(RuntimeConfig(mixed_precision="bf16"))
-        assert acc.mixed_precision == "bf16"
-        torch.manual_seed(0)
-        plain = torch.nn.Linear(64, 64)
-        x = torch.randn(4, 64)
-        reference = plain(x)
-        out = acc.prepare(plain)(x)  # forward runs under bf16 autocast, outputs come back as fp32
-        assert out.dtype == torch.float32
-        diff = (out - reference).abs().max().item()
-        assert 0 < diff < 0.05  # bf16 rounding: really computed in bf16, and still the same function
-    finally:
-        # Accelerate keeps one process-wide state; later in-process stages run in full precision.
-        AcceleratorState._reset_state()
+    acc = train.make_accelerator(RuntimeConfig(mixed_precision="bf16"))
+    assert acc.mixed_precision == "bf16"
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(64, 64)
+    x = torch.randn(4, 64)
+    reference = plain(x)
+    out = acc.prepare(plain)(x)  # forward runs under bf16 autocast, outputs come back as fp32
+    assert out.dtype == torch.float32
+    diff = (out - reference).abs().max().item()
+    assert 0 < diff < 0.05  # bf16 rounding: really computed in bf16, and still the same function
 
 
 def test_unquoted_no_from_dvc_rewrite_means_no_mixed_precision():
     """`dvc exp run -S` rewrites params.yaml with `mixed_precision: no` unquoted; PyYAML reads false."""
-    import yaml
     raw = tiny_params()
     raw["runtime"] = yaml.safe_load("mixed_precision: no\ncompile: false\n")
     assert raw["runtime"]["mixed_precision"] is False
@@ -118,21 +122,16 @@ def test_unquoted_no_from_dvc_rewrite_means_no_mixed_precision():
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                     reason="torch.compile's inductor backend needs a C compiler on CPU")
-def test_compile_path_runs_on_cpu():
+def test_compile_path_runs_on_cpu(fresh_accelerator_state):
     """`runtime.compile: true` wraps the prepared module with torch.compile (inductor); same function."""
     import torch
-    from accelerate.state import AcceleratorState
     from gkd import train
     from gkd.config import RuntimeConfig
-    try:
-        acc = train.make_accelerator(RuntimeConfig(compile=True))
-        torch.manual_seed(0)
-        plain = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 8))
-        x = torch.randn(4, 32)
-        reference = plain(x)
-        compiled = acc.prepare(plain)
-        assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
-        torch.testing.assert_close(compiled(x), reference, rtol=1e-4, atol=1e-5)
-    finally:
-        AcceleratorState._reset_state()
-        torch._dynamo.reset()
+    acc = train.make_accelerator(RuntimeConfig(compile=True))
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.GELU(), torch.nn.Linear(32, 8))
+    x = torch.randn(4, 32)
+    reference = plain(x)
+    compiled = acc.prepare(plain)
+    assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
+    torch.testing.assert_close(compiled(x), reference, rtol=1e-4, atol=1e-5)

@@ -47,15 +47,13 @@ class EpochSampler(Sampler):
         return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
 
 
-def make_accelerator(runtime=None):
+def make_accelerator(runtime):
     """Accelerator with the params' precision (no | bf16 | fp16) and optional torch.compile (inductor).
 
     Frozen parameters have requires_grad=False and zero-weighted loss terms still reach their heads,
     so every trainable parameter gets a gradient each step: DDP needs no unused-parameter search.
     """
     from accelerate import Accelerator
-    if runtime is None:
-        return Accelerator()
     return Accelerator(mixed_precision=runtime.mixed_precision,
                        dynamo_backend="inductor" if runtime.compile else "no")
 
