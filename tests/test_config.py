@@ -13,7 +13,7 @@ def test_default_params_validate():
 
 
 @pytest.mark.parametrize("key,value,needle", [
-    ("student", "vit_xl", "unknown student 'vit_xl'; valid choices: deit_b, deit_s, dinov2_b, dinov2_s, tiny_vfm_s, vit_s, vit_t"),
+    ("student", "vit_xl", "unknown student 'vit_xl'; valid choices: deit_b, deit_s, dinov2_b, dinov2_s, tiny_vfm_s, vit_s, vit_t, vit_t6"),
     ("teacher", "dino9", "unknown teacher 'dino9'; valid choices:"),
     ("benchmark", "kitti", "unknown benchmark 'kitti'; valid choices: city2acdc, gta2city, gta_synthia2city, "
                            "gta_synthia_urbansyn2city, potsdam2vaihingen, synthetic"),

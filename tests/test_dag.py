@@ -111,7 +111,7 @@ def test_snakemake_config_overrides_selectors_only(tmp_path):
     repo = copy_repo(tmp_path, tiny_params())
     out = run(["snakemake", "--dry-run", "--printshellcmds", "results/f2l_table.csv", "--config", "student=vit_s"],
               cwd=repo).stdout
-    assert "--student vit_s" in out and "models/students/vit_s" in out and "--student vit_t" not in out
+    assert "--student vit_s" in out and "models/students/vit_s" in out and "--student vit_t6" not in out
     bad = run(["snakemake", "--dry-run", "results/f2l_table.csv", "--config", "seed=7"], cwd=repo, check=False)
     assert bad.returncode != 0
     assert "--config may override only the selectors benchmark, teacher, student; edit params.yaml for: seed" \

@@ -17,7 +17,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LAUNCH = "accelerate launch --quiet --config_file workflow/accelerate.yaml -m"
+# `accelerate launch`, entered through its module: the `accelerate` console script first imports every
+# subcommand (its `estimate` command pulls in timm, torchvision and torch._dynamo), 3-4 s per stage.
+LAUNCH = "python -m accelerate.commands.launch --quiet --config_file workflow/accelerate.yaml -m"
 PY = "python -m"
 
 # Library code each stage family imports (besides its own module): a change reruns the stage.
