@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pytest
 
 from gkd.data import synthetic as syn
@@ -59,3 +60,18 @@ def test_domains_differ_measurably_in_colour_while_labels_match_in_distribution(
 def test_unknown_domain_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown synthetic domain 'moon'; valid: sim, city"):
         syn.render("moon", (0,), 32)
+
+
+def test_prepared_split_memo_returns_the_decoded_items_and_keeps_to_its_budget(tmp_path):
+    from gkd.data.prepared import SegmentationSplit, write_split
+    write_split(tmp_path / "sim" / "train", ((f"{i}", *syn.render("sim", (0, 1, i), 28)) for i in range(6)))
+    plain = SegmentationSplit(tmp_path, "sim", "train", memo=False)
+    memo = SegmentationSplit(tmp_path, "sim", "train")
+    memo.memo_bytes = 3 * (3 * 28 * 28 + 28 * 28)  # room for three decoded pairs
+    for _ in range(2):  # the second pass reads memoised items
+        for i in range(6):
+            (a, la, ia), (b, lb, ib) = plain[i], memo[i]
+            assert ia == ib == i and torch.equal(a, b) and torch.equal(la, lb) and lb.dtype == torch.long
+    assert len(memo._memo) == 3 and not plain._memo
+    memo[0][0].zero_()  # a caller writing into an item it got must not change the memo
+    assert torch.equal(memo[0][0], plain[0][0])

@@ -87,24 +87,45 @@ def open_split(root: str | Path, domain: str, split: str):
 
 
 class SegmentationSplit(torch.utils.data.Dataset):
-    """(image uint8 3×H×W, label int64 H×W, index) from a prepared split; decoding is lazy."""
+    """(image uint8 3×H×W, label int64 H×W, index) from a prepared split; decoding is lazy.
 
-    def __init__(self, root: str | Path, domain: str, split: str, with_labels: bool = True):
+    Decoded images are kept (up to ``memo_bytes`` per split) because training reads every image once
+    per epoch and PNG decoding is a tenth of a small student's step on CPU; large real splits simply
+    stop memoising at the budget.
+    """
+
+    memo_bytes = 1 << 30
+
+    def __init__(self, root: str | Path, domain: str, split: str, with_labels: bool = True, memo: bool = True):
         self.ds = open_split(root, domain, split)
         self.with_labels = with_labels
+        self.memo = memo  # False for single-pass readers (evaluation, feature extraction)
         cols = ["image", "label"] if with_labels else ["image"]
         self.ds = self.ds.select_columns(cols)
+        self._memo: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._memo_used = 0
 
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, i: int):
-        row = self.ds[int(i)]
+    def _decode(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        row = self.ds[i]
         image = torch.from_numpy(np.array(row["image"].convert("RGB"))).permute(2, 0, 1).contiguous()
         if not self.with_labels:
-            return image, torch.zeros(0, dtype=torch.long), i
-        label = torch.from_numpy(np.array(row["label"], dtype=np.uint8)).long()
-        return image, label, i
+            return image, torch.zeros(0, dtype=torch.uint8)
+        return image, torch.from_numpy(np.array(row["label"], dtype=np.uint8))
+
+    def __getitem__(self, i: int):
+        i = int(i)
+        pair = self._memo.get(i)
+        if pair is None:
+            pair = self._decode(i)
+            size = pair[0].nbytes + pair[1].nbytes
+            if self.memo and self._memo_used + size <= self.memo_bytes:
+                self._memo[i] = pair
+                self._memo_used += size
+        image, label = pair
+        return image.clone(), label.long(), i  # copies: callers may write into what they get
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
