@@ -17,4 +17,6 @@ def test_bench_writes_every_figure(tmp_path):
     # the cached and recomputed teacher give the same first-step loss, up to fp16 token storage
     first = figures["stage1_cache"]
     assert abs(first["first_loss_cached"] - first["first_loss_recompute"]) < 1e-2 * abs(first["first_loss_recompute"])
+    # re-running the teacher adds its forward FLOPs and nothing else
+    assert first["gflop_recompute"] > first["gflop_cached"] > 0 and first["flop_ratio"] > 1
     assert "stage-1 step" in proc.stdout

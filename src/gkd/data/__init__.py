@@ -40,8 +40,8 @@ def synthetic_adapter(bench: BenchmarkConfig, seed: int):
                 if domain not in (bench.source, "generic") and domain not in bench.targets:
                     continue
                 keys = [(seed, code, i) for i in range(count)]
-                scenes = pool.map(syn.render, [domain] * count, keys, [bench.image_size] * count,
-                                  chunksize=64)
+                scenes = pool.map(syn.render_png, [domain] * count, keys, [bench.image_size] * count,
+                                  chunksize=64)  # PNG-encoded in the workers too
                 yield domain, split, count, ((f"{domain}_{split}_{i:06d}", *scene) for i, scene in enumerate(scenes))
     return info, records()
 

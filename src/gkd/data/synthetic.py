@@ -249,6 +249,13 @@ def render(domain: str, key: Sequence[int], size: int) -> tuple[np.ndarray, np.n
     return image, label
 
 
+def render_png(domain: str, key: Sequence[int], size: int) -> tuple[bytes, bytes]:
+    """``render``, PNG-encoded (what the prepare stage stores), so worker processes do the encoding."""
+    from gkd.data.prepared import png_bytes
+    image, label = render(domain, key, size)
+    return png_bytes(image), png_bytes(label)
+
+
 def splits(source_count: int, val_count: int, target_count: int, generic_count: int) -> list[tuple[str, str, int, int]]:
     """(domain, split, count, split_code) of the benchmark; split codes keep scene seeds disjoint."""
     out = [(SOURCE_DOMAIN, "train", source_count, 1), (SOURCE_DOMAIN, "val", val_count, 2)]
