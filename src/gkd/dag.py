@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # `accelerate launch`, entered through its module: the `accelerate` console script first imports every
-# subcommand (its `estimate` command pulls in timm, torchvision and torch._dynamo), 3-4 s per stage.
+# subcommand (its `estimate` command pulls in timm, torchvision and torch._dynamo): ~2 s more per stage.
 LAUNCH = "python -m accelerate.commands.launch --quiet --config_file workflow/accelerate.yaml -m"
 PY = "python -m"
 

@@ -103,8 +103,8 @@ class SegmentationSplit(torch.utils.data.Dataset):
     """(image uint8 3×H×W, label int64 H×W, index) from a prepared split; decoding is lazy.
 
     Decoded images are kept (up to ``memo_bytes`` per split) because training reads every image once
-    per epoch and PNG decoding is a tenth of a small student's step on CPU; large real splits simply
-    stop memoising at the budget.
+    per epoch and PNG decoding took 7 % of a 12-block ViT-Ti's training loop on CPU; large real splits
+    simply stop memoising at the budget.
     """
 
     memo_bytes = 1 << 30
