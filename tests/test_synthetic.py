@@ -65,9 +65,8 @@ def test_unknown_domain_is_a_clear_error():
 def test_prepared_split_memo_returns_the_decoded_items_and_keeps_to_its_budget(tmp_path):
     from gkd.data.prepared import SegmentationSplit, write_split
     write_split(tmp_path / "sim" / "train", ((f"{i}", *syn.render("sim", (0, 1, i), 28)) for i in range(6)))
-    plain = SegmentationSplit(tmp_path, "sim", "train", memo=False)
-    memo = SegmentationSplit(tmp_path, "sim", "train")
-    memo.memo_bytes = 3 * (3 * 28 * 28 + 28 * 28)  # room for three decoded pairs
+    plain = SegmentationSplit(tmp_path, "sim", "train", memo_bytes=0)
+    memo = SegmentationSplit(tmp_path, "sim", "train", memo_bytes=3 * (3 * 28 * 28 + 28 * 28))  # three pairs
     for _ in range(2):  # the second pass reads memoised items
         for i in range(6):
             (a, la, ia), (b, lb, ib) = plain[i], memo[i]

@@ -8,6 +8,7 @@ Labels hold class indices ``0..K-1`` and 255 for "ignore". Later stages never lo
 """
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +49,8 @@ PNG_LEVEL = 1  # zlib level: at the default 6, PNG encoding was half of the `pre
 
 def png_bytes(array: np.ndarray) -> bytes:
     """uint8 H×W×3 image or H×W label → PNG bytes (lossless; ``PNG_LEVEL`` trades size for speed)."""
-    import io as _io
     from PIL import Image
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG", compress_level=PNG_LEVEL)
     return buf.getvalue()
 
@@ -104,15 +104,14 @@ class SegmentationSplit(torch.utils.data.Dataset):
 
     Decoded images are kept (up to ``memo_bytes`` per split) because training reads every image once
     per epoch and PNG decoding took 7 % of a 12-block ViT-Ti's training loop on CPU; large real splits
-    simply stop memoising at the budget.
+    simply stop memoising at the budget. Single-pass readers (evaluation, feature extraction) pass 0.
     """
 
-    memo_bytes = 1 << 30
-
-    def __init__(self, root: str | Path, domain: str, split: str, with_labels: bool = True, memo: bool = True):
+    def __init__(self, root: str | Path, domain: str, split: str, with_labels: bool = True,
+                 memo_bytes: int = 1 << 30):
         self.ds = open_split(root, domain, split)
         self.with_labels = with_labels
-        self.memo = memo  # False for single-pass readers (evaluation, feature extraction)
+        self.memo_bytes = memo_bytes
         cols = ["image", "label"] if with_labels else ["image"]
         self.ds = self.ds.select_columns(cols)
         self._memo: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -134,7 +133,7 @@ class SegmentationSplit(torch.utils.data.Dataset):
         if pair is None:
             pair = self._decode(i)
             size = pair[0].nbytes + pair[1].nbytes
-            if self.memo and self._memo_used + size <= self.memo_bytes:
+            if self._memo_used + size <= self.memo_bytes:
                 self._memo[i] = pair
                 self._memo_used += size
         image, label = pair

@@ -50,7 +50,7 @@ def run(cfg, model_dir: Path, data: Path, out: Path, name: str) -> dict:
     result = {"name": name, "params_m": round(count_params(model) / 1e6, 3), "domains": {}, "per_class": {},
               "source_domain": meta.source, "targets": list(meta.targets)}
     for domain, split in domains:
-        conf = evaluate_split(model, SegmentationSplit(data, domain, split, memo=False), meta.num_classes,
+        conf = evaluate_split(model, SegmentationSplit(data, domain, split, memo_bytes=0), meta.num_classes,
                               cfg.evaluate.batch_size, acc)
         miou, per_class = iou_from_confusion(conf)
         result["domains"][domain] = round(miou, 4)

@@ -74,7 +74,7 @@ def run(cfg, data: Path, teacher_dir: Path, out: Path) -> None:
     if "generic" in meta.splits:
         jobs.append(("generic", "generic", "train", False))
     for key, domain, split, with_levels in jobs:
-        dataset = SegmentationSplit(data, domain, split, with_labels=False, memo=False)
+        dataset = SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0)
         (tmp / key).mkdir(exist_ok=True)
         acc.wait_for_everyone()
         shapes = extract(teacher, dataset, tmp / key, tf.batch_size, tf.shard_size, with_levels, acc)
