@@ -68,8 +68,8 @@ def ws(tmp_path_factory):
     teacher_weights.main(p + ["--data", data, "--out", str(root / "teacher")])
     student_weights.main(p + ["--data", data, "--out", str(root / "student")])
     teacher_features.main(p + ["--data", data, "--teacher-weights", str(root / "teacher"), "--out", str(root / "feat")])
-    teacher_task.main(p + ["--data", data, "--teacher-weights", str(root / "teacher"), "--features",
-                           str(root / "feat"), "--out", str(root / "teacher_task")])
+    teacher_task.main(p + ["--data", data, "--teacher-weights", str(root / "teacher"), "--out",
+                           str(root / "teacher_task")])
     return root
 
 

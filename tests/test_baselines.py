@@ -62,22 +62,22 @@ def test_seg_task_never_lets_gradient_into_teacher_inputs():
                                         32, seed=0), "mlp", 16, 5)
     m = AfDCD(AfDCDOptions(groups=4))
     task = SegTask(seg, m, frozen_backbone=False, extra=m.task_module(student_dim=32, teacher_shapes={
-        "levels": [3, 16, 4, 4]}, grid=(4, 4)))
-    teacher = {"levels": torch.randn(2, 3, 16, 4, 4, requires_grad=True),
+        "last": [16, 4, 4]}, grid=(4, 4)))
+    teacher = {"last": torch.randn(2, 16, 4, 4, requires_grad=True),
                "logits": torch.randn(2, 5, 4, 4, requires_grad=True)}
     terms = task(torch.rand(2, 3, 32, 32), torch.randint(0, 5, (2, 32, 32)), teacher)
     assert set(terms) == {"ce", "fd", "ctr", "kd", "loss"}
     terms["loss"].backward()
-    assert teacher["levels"].grad is None and teacher["logits"].grad is None
+    assert teacher["last"].grad is None and teacher["logits"].grad is None
     assert seg.backbone.vit.blocks[-1].mlp.fc2.weight.grad.abs().sum() > 0
 
 
 def test_afdcd_terms_and_gradients():
     torch.manual_seed(0)
     m = AfDCD(AfDCDOptions())
-    extra = m.task_module(student_dim=12, teacher_shapes={"levels": [4, 32, 4, 4]}, grid=(4, 4))
+    extra = m.task_module(student_dim=12, teacher_shapes={"last": [32, 4, 4]}, grid=(4, 4))
     s_levels = [torch.randn(2, 12, 4, 4, requires_grad=True)]
-    teacher = {"levels": torch.randn(2, 4, 32, 4, 4), "logits": torch.randn(2, 5, 4, 4)}
+    teacher = {"last": torch.randn(2, 32, 4, 4), "logits": torch.randn(2, 5, 4, 4)}
     logits = torch.randn(2, 5, 4, 4, requires_grad=True)
     terms = m.task_terms(_Task(extra), logits=logits, levels=s_levels, teacher=teacher)
     assert set(terms) == {"fd", "ctr", "kd"} and all(v.item() > 0 for v in terms.values())

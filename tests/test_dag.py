@@ -1,4 +1,4 @@
-"""The two DAG declarations (Snakemake rules, generated dvc.yaml) must never drift apart."""
+"""The two front-ends (Snakemake rules, generated dvc.yaml files) must never drift apart."""
 from __future__ import annotations
 
 import re
@@ -16,7 +16,7 @@ def test_committed_dvc_yaml_is_current():
 
 
 def snakemake_jobs(repo, targets) -> dict[str, dict]:
-    """Every job of a forced dry run: name (rule or rule@method) → shell command, inputs, outputs."""
+    """Every job of a forced dry run: rule name → shell command, inputs, outputs."""
     out = run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", *targets], cwd=repo).stdout
     jobs, job = {}, None
     for line in out.splitlines():
@@ -35,61 +35,76 @@ def snakemake_jobs(repo, targets) -> dict[str, dict]:
                 job[m.group(1)] = set(items)
         elif line.startswith("Shell command: "):
             cmd = re.sub(r" > \S+ 2>&1$", "", line[len("Shell command: "):])  # log redirection only
-            name = job["rule"] + (f"@{job['wildcards']['method']}" if "method" in job["wildcards"] else "")
-            jobs[name] = {"cmd": cmd, "deps": job["input"], "outs": job["output"]}
+            jobs[job["rule"]] = {"cmd": cmd, "deps": job["input"], "outs": job["output"]}
             job = None
     return jobs
 
 
 def dvc_stages(repo) -> dict[str, dict]:
+    """Every stage of every dvc.yaml of the repository (main and opt-in pipelines), paths from the root."""
+    import os
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
-    with Repo(str(repo)) as r:  # params are compared by test_params_keys_agree
-        return {s.name: {"cmd": s.cmd, "deps": {str(d.def_path) for d in s.deps if not isinstance(d, ParamsDependency)},
-                               "outs": {str(o.def_path) for o in s.outs}} for s in r.index.stages}
+
+    def rel(stage, path):
+        return os.path.relpath(os.path.join(stage.wdir, str(path)), str(repo))
+
+    with Repo(str(repo)) as r:  # params are compared by test_a_param_change_reruns_exactly... (test_pipeline)
+        return {s.name: {"cmd": s.cmd, "deps": {rel(s, d.def_path) for d in s.deps if not isinstance(d, ParamsDependency)},
+                         "outs": {rel(s, o.def_path) for o in s.outs}} for s in r.index.stages}
 
 
-DEFAULT_TARGETS = ["results/f2l_table.csv", "results/f2f_table.csv", "plots/qualitative.png"]
+ALL_TARGETS = ["results/f2l_table.csv", "results/f2f_table.csv", "plots/qualitative.png", "results/f2l_seeds.csv",
+               "results/f2f_seeds.csv", "results/budget_table.csv", "results/ablation_table.csv"]
 
 
-@pytest.mark.parametrize("variant", ["params.yaml", "tiny+vit_s", "params.yaml+ablation"])
+@pytest.mark.parametrize("variant", ["params.yaml", "tiny+vit_s"])
 def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, variant):
     params = tiny_params() if variant.startswith("tiny") else None
     if params is not None:
         params["student"] = "vit_s"
     repo = copy_repo(tmp_path, params)
-    targets = list(DEFAULT_TARGETS)
-    if variant.endswith("ablation"):
-        run(["gkd", "dag", "--ablation"], cwd=repo)
-        targets.append("results/ablation_table.csv")
-    smk, dvc = snakemake_jobs(repo, targets), dvc_stages(repo)
+    smk, dvc = snakemake_jobs(repo, ALL_TARGETS), dvc_stages(repo)
     assert sorted(smk) == sorted(dvc)
-    expected = {"prepare", "teacher_features", "distill@gkd", "adapt@gkd", "train@student_only", "report",
-                "f2f_student_weights", "f2f_distill@gkd", "f2f_report", "qualitative"}
-    if variant.endswith("ablation"):
-        expected |= {"ablation_distill@gkd_no_mask", "ablation_adapt@gkd_finetune", "ablation_report"}
+    expected = {"prepare", "teacher_features", "distill-gkd", "adapt-gkd", "train-student_only", "report",
+                "f2f-student_weights", "f2f-distill-gkd", "f2f-report", "qualitative", "distill-gkd-seed1",
+                "f2f-evaluate-gkd-seed1", "seeds-report", "f2f-seeds-report", "distill-gkd-x2", "budget-report",
+                "ablation-distill-gkd_no_mask", "ablation-adapt-gkd_finetune", "ablation-report"}
     assert expected <= set(dvc), expected - set(dvc)
     for name in dvc:
         assert smk[name] == dvc[name], name
 
 
-def test_snakemake_plan_is_cached_per_params_and_code(tmp_path):
-    """The registry-derived plan is recomputed when params change and reused otherwise."""
+def test_code_dependencies_are_each_stage_modules_import_closure():
+    """A stage depends on exactly the package files its module imports (transitively), not a hand list:
+    the Mapillary reader is prepare's business only; every stage depends on stages/common.py."""
+    from gkd import dag
+    closure = set(dag.code_deps("gkd.stages.distill"))
+    assert {"src/gkd/stages/distill.py", "src/gkd/stages/common.py", "src/gkd/distill/gkd.py",
+            "src/gkd/features.py", "src/gkd/data/views.py"} <= closure
+    assert "src/gkd/data/mapillary.py" not in closure and "src/gkd/stages/adapt.py" not in closure
+    assert "src/gkd/data/mapillary.py" in dag.code_deps("gkd.stages.prepare")
+    assert "src/gkd/pretrain.py" in dag.code_deps("gkd.stages.student_weights")
+    assert {"src/gkd/plots.py", "src/gkd/stages/report.py"} <= set(dag.code_deps("gkd.stages.report"))
+
+
+def test_snakemake_method_groups_are_cached_per_params_and_code(tmp_path):
+    """The registry-derived method groups are recomputed when params change and reused otherwise."""
     import json
     from gkd import dag
     from gkd.config import from_dict
-    cache = tmp_path / "plan.json"
+    cache = tmp_path / "groups.json"
     cfg = from_dict(tiny_params())
-    assert dag.cached_plan(cfg, cache, ablation=True) == dag.plan(cfg, ablation=True)
+    assert dag.cached_groups(cfg, cache) == dag.groups_of(cfg)
     stored = json.loads(cache.read_text())
-    stored["plan"]["groups"]["f2l"] = {"marker": ["reused"]}
+    stored["groups"]["f2l"] = {"marker": ["reused"]}
     cache.write_text(json.dumps(stored))
-    assert dag.cached_plan(cfg, cache, ablation=True)["groups"]["f2l"] == {"marker": ["reused"]}
+    assert dag.cached_groups(cfg, cache)["f2l"] == {"marker": ["reused"]}
     params = tiny_params()
     params["methods"] = ["student_only", "vanilla_kd", "gkd"]
     other = from_dict(params)
-    plan = dag.cached_plan(other, cache, ablation=True)
-    assert plan == dag.plan(other, ablation=True) and plan["groups"]["f2l"]["kd"] == ["vanilla_kd"]
+    groups = dag.cached_groups(other, cache)
+    assert groups == dag.groups_of(other) and groups["f2l"]["kd"] == ["vanilla_kd"]
 
 
 def test_noop_snakemake_parse_imports_no_torch(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from gkd.config import BenchmarkConfig, ConfigError
-from gkd.data import ADAPTERS
+from gkd.data.adapters import ADAPTERS
 from gkd.data import labelmaps as lm
 from gkd.data import real as real_mod
 from gkd.data.readers import DataError, READERS, get_reader, read_rgb

@@ -56,6 +56,11 @@ def test_snakemake_runs_the_whole_dag(snakemake_repo):
     for png in ("plots/f2l_table.png", "plots/f2l_radar.png", "plots/f2f_table.png", "plots/qualitative.png",
                 "plots/synthetic_samples.png"):
         assert (snakemake_repo / png).stat().st_size > 10_000
+    fidelity = pd.read_csv(snakemake_repo / "results/stage1_fidelity.csv")
+    assert set(fidelity["domain"]) == {"sim", "generic", "city", "night", "fog", "rain", "snow"}
+    assert set(fidelity["term"]) == {"token", "fea", "patch"} and set(fidelity["phase"]) == {"1a", "1b"}
+    assert (fidelity["baseline"] > 0).all() and fidelity["r2"].notna().all()
+    assert (snakemake_repo / "plots/stage1_fidelity.png").stat().st_size > 10_000
     metrics = json.loads((snakemake_repo / "metrics/gkd.json").read_text())
     assert set(metrics["per_class"]["fog"]) == {"road", "sidewalk", "building", "vegetation", "sky", "car", "person",
                                                 "pole"}
@@ -66,6 +71,8 @@ def test_snakemake_runs_the_whole_dag(snakemake_repo):
 
 def test_dvc_repro_gives_the_same_bytes_and_is_then_a_noop(dvc_repo, snakemake_repo):
     check_table(dvc_repo / "results/f2l_table.csv")
+    assert (dvc_repo / "results/stage1_fidelity.csv").read_text() == \
+        (snakemake_repo / "results/stage1_fidelity.csv").read_text()
     # same params, same commands → identical metrics through either front-end
     for name in ("teacher", "student_only", "gkd", "f2f/gkd"):
         assert (dvc_repo / f"metrics/{name}.json").read_text() == (snakemake_repo / f"metrics/{name}.json").read_text()
@@ -84,7 +91,7 @@ def test_a_param_change_reruns_exactly_the_stages_that_read_it(snakemake_repo, d
     """
     import yaml
     from dvc.repo import Repo
-    expected = {"distill@gkd", "adapt@gkd", "f2f_distill@gkd", "f2f_adapt@gkd"}
+    expected = {"distill-gkd", "adapt-gkd", "f2f-distill-gkd", "f2f-adapt-gkd"}
     with Repo(str(dvc_repo)) as r:
         expected_outs = {str(o.def_path) for s in r.index.stages if s.name in expected for o in s.outs}
     changed = {}
@@ -95,7 +102,7 @@ def test_a_param_change_reruns_exactly_the_stages_that_read_it(snakemake_repo, d
         (repo / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
         try:
             if repo == dvc_repo:
-                changed["dvc"] = set(json.loads(run(["dvc", "status", "--json"], cwd=repo).stdout))
+                changed["dvc"] = set(json.loads(run(["dvc", "status", "dvc.yaml", "--json"], cwd=repo).stdout))
             else:
                 rows = [line.split("\t") for line in run(["snakemake", "--summary"], cwd=repo).stdout.splitlines()]
                 changed["snakemake"] = {r[0] for r in rows if len(r) > 4 and r[4] == "params changed"}
@@ -128,7 +135,60 @@ def test_dvc_push_then_fresh_clone_pull_restores_everything(dvc_repo, tmp_path):
 def test_dvc_exp_run_with_another_student_reruns_only_student_stages(dvc_repo):
     out = run(["dvc", "exp", "run", "-S", "student=vit_s"], cwd=dvc_repo).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"student_weights", "distill@gkd", "adapt@gkd", "train@student_only", "evaluate@gkd",
-                   "evaluate@student_only", "report", "qualitative"}, ran
+    assert ran == {"student_weights", "distill-gkd", "adapt-gkd", "train-student_only", "evaluate-gkd",
+                   "evaluate-student_only", "report", "qualitative"}, ran
     show = run(["dvc", "exp", "show", "--json"], cwd=dvc_repo).stdout
     assert "metrics/gkd.json" in show and "vit_s" in show
+
+
+def test_editing_a_module_reruns_exactly_the_stages_that_import_it(dvc_repo):
+    """Code dependencies are import closures: a reader only prepare imports, a method every stage that
+    builds the method registry, the report module the report stages."""
+    with __import__("dvc.repo", fromlist=["Repo"]).Repo(str(dvc_repo)) as r:
+        deps = {s.name: {str(d.def_path) for d in s.deps} for s in r.index.stages if s.path_in_repo == "dvc.yaml"}
+    for module in ("src/gkd/data/mapillary.py", "src/gkd/stages/report.py", "src/gkd/distill/fidelity.py"):
+        path = dvc_repo / module
+        text = path.read_text()
+        path.write_text(text + "\n# edited\n")
+        try:
+            changed = set(json.loads(run(["dvc", "status", "dvc.yaml", "--json"], cwd=dvc_repo).stdout))
+        finally:
+            path.write_text(text)
+        expected = {name for name, files in deps.items() if module in files}
+        assert changed == expected and expected, (module, changed, expected)
+    assert {n for n, f in deps.items() if "src/gkd/data/mapillary.py" in f} == {"prepare"}
+
+
+@pytest.fixture(scope="module")
+def opt_in_runs(runs):
+    """The multi-seed tables and the budget curve, through both front-ends side by side."""
+    smk, dvc = runs
+    proc = subprocess.Popen(["dvc", "repro", "pipelines/seeds/dvc.yaml", "pipelines/budget/dvc.yaml"], cwd=dvc,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        run(["snakemake", "--cores", "1", "results/f2l_seeds.csv", "results/f2f_seeds.csv", "results/budget_table.csv"],
+            cwd=smk)
+    finally:
+        out, _ = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, out[-3000:]
+    return smk, dvc
+
+
+def test_seeds_and_budget_tables_through_both_front_ends(opt_in_runs):
+    smk, dvc = opt_in_runs
+    for name in ("f2l_seeds", "f2f_seeds", "budget_table"):
+        assert (smk / f"results/{name}.csv").read_text() == (dvc / f"results/{name}.csv").read_text(), name
+    seeds = pd.read_csv(smk / "results/f2l_seeds.csv")
+    assert seeds["Method"].tolist() == ["Teacher", "Student-only", "+GKD"]
+    assert seeds["n"].tolist() == [1, 2, 2]
+    only = seeds.set_index("Method").loc["Student-only"]
+    assert only["CI low"] <= only["ΔAvg vs GKD"] <= only["CI high"]
+    # the seeds differ (a seed reaches the student-side stages) and seed 0 is the single-seed table's run
+    runs = [json.loads((smk / p).read_text())["avg"] for p in ("metrics/gkd.json", "metrics/seed1/gkd.json")]
+    assert runs[0] != runs[1]
+    assert abs(seeds.set_index("Method").loc["+GKD", "Avg mean"] - sum(runs) / 2) < 0.01
+    budget = pd.read_csv(smk / "results/budget_table.csv")
+    assert budget["budget"].tolist() == [1, 1, 2, 2]
+    assert budget.loc[budget["Method"] == "+GKD", "R² fea (sim)"].notna().all()
+    for png in ("plots/f2l_seeds.png", "plots/budget_curve.png"):
+        assert (smk / png).stat().st_size > 10_000

@@ -13,8 +13,6 @@ Models are randomly initialised: speed does not depend on the weights' values.
 """
 from __future__ import annotations
 
-import json
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -105,11 +103,14 @@ def stage1_cache_vs_recompute(size: int, batch: int, steps: int) -> dict:
 def framework_overhead(size: int, batch: int, steps: int, workdir: Path) -> dict:
     """Our loop's step (as `distill` runs it) vs the bare forward/backward/step on prepared tensors."""
     from gkd import train
+    from gkd.config import ViewsConfig
+    from gkd.data import views
     from gkd.distill.gkd import GKD, GKDOptions
     from gkd.distill.masking import first_half_mask
-    from gkd.features import FeatureCache, save_shard, write_index
+    from gkd.features import TeacherCache, save_shard, write_index
     from gkd.models.backbone import create_backbone
     from gkd.data.prepared import SegmentationSplit, write_split
+    from gkd.stages.distill import stage1_step
 
     n = batch * (steps + 2)
     write_split(workdir / "data" / "sim" / "train",
@@ -118,22 +119,20 @@ def framework_overhead(size: int, batch: int, steps: int, workdir: Path) -> dict
     student = create_backbone(STUDENT, size, seed=0, with_mask_token=True)
     grid = student.grid
     dim = 768
-    tokens = np.random.default_rng(0).standard_normal((n, 1 + grid[0] * grid[1], dim)).astype(np.float16)
+    view_cfg = ViewsConfig(hflip=True, photometric=1, jitter=0.3)
+    tokens = np.random.default_rng(0).standard_normal((n * view_cfg.count, 1 + grid[0] * grid[1], dim)).astype(np.float16)
     (workdir / "feat").mkdir()
     save_shard(workdir / "feat", "tokens", 0, tokens)
-    write_index(workdir / "feat", n, n, {"tokens": tokens.shape[1:]}, {})
-    cache = FeatureCache(workdir / "feat")
+    write_index(workdir / "feat", n, view_cfg.count, n, {"tokens": tokens.shape[1:]}, {})
+    cache = TeacherCache(workdir / "feat")
     module = GKD(GKDOptions()).stage1_module(student, dim)
     opt = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), 5e-4, 0.05))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=train.EpochSampler(n, 0), drop_last=True)
+    step = stage1_step(cache, view_cfg, 0, 0, 0.5, student.num_patches, "cpu")
 
-    def full_epoch():  # what train.fit + distill's step function do per batch
-        for images, _, idx in loader:
-            rngs = train.sample_rngs(0, 0, idx)
-            x, flips = train.augment(images, rngs, True, 0.3)
-            t = train.flip_tokens(cache.get("tokens", idx.tolist()), flips, grid)
-            mask = first_half_mask(rngs, grid[0] * grid[1], 0.5)
-            terms = module(x, t, mask)
+    def full_epoch():  # what train.fit does per batch around distill's step function
+        for batch_ in loader:
+            terms = step(module, batch_, "train", 0)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
@@ -154,9 +153,9 @@ def framework_overhead(size: int, batch: int, steps: int, workdir: Path) -> dict
 
     def load_only():
         for images, _, idx in loader:
-            rngs = train.sample_rngs(0, 0, idx)
-            train.augment(images, rngs, True, 0.3)
-            cache.get("tokens", idx.tolist())
+            view = views.choose(train.sample_rngs(0, 0, idx), view_cfg.count)
+            views.render(images, idx, view, view_cfg, 0)
+            cache.get("tokens", idx.numpy(), view.numpy())
 
     t_load = timed(load_only, 3)
     steps_per_epoch = len(loader)
@@ -175,7 +174,6 @@ def _scene(i: int, size: int):
 def inference(size: int, batch: int, repeats: int) -> dict:
     from gkd.models.artifacts import new_segmenter
     from gkd.models.backbone import create_backbone
-    from gkd.config import load
 
     out = {}
     x = torch.rand(batch, 3, size, size)
@@ -189,7 +187,7 @@ def inference(size: int, batch: int, repeats: int) -> dict:
 
 def cache_io(size: int, n: int, workdir: Path) -> dict:
     """Bytes per image and random-batch read throughput of the fp16 shard cache (ViT-B grid)."""
-    from gkd.features import FeatureCache, save_shard, write_index
+    from gkd.features import TeacherCache, save_shard, write_index
     grid = size // TEACHER.patch_size
     arr = np.random.default_rng(0).standard_normal((n, 1 + grid * grid, 768)).astype(np.float16)
     d = workdir / "cache"
@@ -197,8 +195,8 @@ def cache_io(size: int, n: int, workdir: Path) -> dict:
     shard = 512
     for k in range(-(-n // shard)):
         save_shard(d, "tokens", k, arr[k * shard:(k + 1) * shard])
-    write_index(d, n, shard, {"tokens": arr.shape[1:]}, {})
-    cache = FeatureCache(d)
+    write_index(d, n, 1, shard, {"tokens": arr.shape[1:]}, {})
+    cache = TeacherCache(d)
     rng = np.random.default_rng(1)
     batches = [rng.choice(n, 32, replace=False).tolist() for _ in range(50)]
     t = timed(lambda: [cache.get("tokens", b) for b in batches], 3)

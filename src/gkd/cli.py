@@ -9,16 +9,22 @@ from pathlib import Path
 def cmd_dag(args) -> int:
     from gkd import config, dag, io
     cfg = config.load(args.params)
-    text = dag.dvc_yaml(cfg, ablation=args.ablation)
+    files = dag.dvc_files(cfg, dag.groups_of(cfg))
+    stale = [p for p in dag.PIPELINES.values()
+             if (Path(p).read_text() if Path(p).is_file() else None) != files.get(p)]
     if args.check:
-        current = Path(args.out).read_text() if Path(args.out).is_file() else ""
-        if current != text:
-            print(f"{args.out} is stale: run `gkd dag`", file=sys.stderr)
-            return 1
-        print(f"{args.out} is current")
-        return 0
-    io.write_text(args.out, text)
-    print(f"wrote {args.out} ({len(dag.stages(cfg, args.ablation))} stages/groups)")
+        for path in stale:
+            print(f"{path} is stale: run `gkd dag`", file=sys.stderr)
+        if not stale:
+            print(f"{', '.join(files)}: current")
+        return 1 if stale else 0
+    for path in dag.PIPELINES.values():
+        if path in files:
+            io.write_text(path, files[path])
+            print(f"wrote {path} ({files[path].count(chr(10) + '  ') - files[path].count(chr(10) + '    ')} stages)")
+        elif Path(path).is_file():
+            Path(path).unlink()
+            print(f"removed {path} (no stages)")
     return 0
 
 
@@ -50,12 +56,9 @@ def cmd_export(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gkd", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("dag", help="write dvc.yaml from the stage table (src/gkd/dag.py) and params.yaml")
+    d = sub.add_parser("dag", help="write dvc.yaml and pipelines/*/dvc.yaml from the stage table (src/gkd/dag.py)")
     d.add_argument("--params", default="params.yaml")
-    d.add_argument("--out", default="dvc.yaml")
-    d.add_argument("--check", action="store_true", help="only check that the file is current (exit 1 if not)")
-    d.add_argument("--ablation", action="store_true",
-                   help="include the GKD ablation stages (slow: not part of the default `dvc repro`)")
+    d.add_argument("--check", action="store_true", help="only check that the files are current (exit 1 if not)")
     d.set_defaults(fn=cmd_dag)
     b = sub.add_parser("bench", help="speed figures as side-by-side ratios → results/bench.json")
     b.add_argument("--out", default="results/bench.json")
@@ -77,10 +80,10 @@ def main(argv=None) -> int:
     ex.add_argument("--onnx", default=None, help="also write an ONNX graph here")
     ex.set_defaults(fn=cmd_export)
     args = p.parse_args(argv)
-    from gkd.config import ConfigError
+    from gkd.errors import GKDError
     try:
         return args.fn(args)
-    except ConfigError as err:
+    except GKDError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -15,9 +15,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A bad value in params.yaml (or on the command line), reported before any compute."""
+from gkd.errors import ConfigError
 
 
 def choose(kind: str, name: str, choices) -> str:
@@ -39,6 +37,7 @@ class BenchmarkConfig:
     val_images: int = 0
     target_images: int = 0
     generic_images: int = 0
+    generic_val_images: int = 0           # held-out generic images (stage-1 fidelity, hyper-parameter choice)
     root: Optional[str] = None            # raw data root of real benchmarks: each dataset in root/<its folder>
     skip_bad: bool = False                # real data: skip (and report) bad samples instead of stopping
     train_crops: int = 1                  # real data: square crops per source image (short side = image_size)
@@ -63,11 +62,57 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
+    """`weights: pretrain` — the stand-in VFM: per-pixel supervised training on the generic stream."""
     epochs: int
     batch_size: int
     lr: float
+    min_lr: float
     weight_decay: float
+    hflip: bool
     checkpoint_every: int
+
+
+@dataclass(frozen=True)
+class StudentPretrainConfig:
+    """`weights: classify` — the F2L student's stand-in for ImageNet-supervised DeiT: image-level labels.
+
+    Each sample is a square crop of a generic-stream image (side ``crop_min``..``crop_max`` px, centred on a
+    pixel of a class drawn uniformly from those present), resized to the input size and labelled with
+    its majority class: one label per image, as in ImageNet; no pixel labels reach the student.
+    """
+    steps: int
+    batch_size: int
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    weight_decay: float
+    crop_min: int
+    crop_max: int
+    label_smoothing: float
+    checkpoint_every: int
+
+
+@dataclass(frozen=True)
+class ViewsConfig:
+    """The augmented views of every training image, seen by teacher and student alike (gkd.data.views)."""
+    hflip: bool          # a mirrored view of every image (and of every photometric variant)
+    photometric: int     # photometrically jittered variants per orientation (0: plain views only)
+    jitter: float        # jitter strength of those variants: factors in [1 - jitter, 1 + jitter]
+
+    def __post_init__(self):
+        if self.photometric < 0:
+            raise ConfigError(f"views.photometric must be >= 0, got {self.photometric}")
+        if self.photometric and not 0.0 < self.jitter < 1.0:
+            raise ConfigError(f"views.jitter must be in (0, 1) when views.photometric > 0, got {self.jitter}")
+
+    @property
+    def orientations(self) -> int:
+        return 2 if self.hflip else 1
+
+    @property
+    def count(self) -> int:
+        """V: views per image (the teacher cache holds V rows per image)."""
+        return self.orientations * (1 + self.photometric)
 
 
 @dataclass(frozen=True)
@@ -78,14 +123,14 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
+    """Stage 1. Phase 1a (generic stream) and 1b (source images) each get fresh heads, optimiser and
+    cosine schedule, as the official code's two runs."""
     generic_epochs: int
     source_epochs: int
     batch_size: int
     lr: float
     min_lr: float
     weight_decay: float
-    hflip: bool
-    color_jitter: float
     checkpoint_every: int
 
 
@@ -99,8 +144,6 @@ class AdaptConfig:
     backbone_lr: float
     min_lr: float
     weight_decay: float
-    hflip: bool
-    color_jitter: float
     checkpoint_every: int
 
 
@@ -137,24 +180,35 @@ class AblationConfig:
 
 
 @dataclass(frozen=True)
+class BudgetConfig:
+    multipliers: list[int]    # stage-1 and task epochs x k for every student-side method (budget curve)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole params file with its selectors resolved."""
     benchmark_name: str
     teacher_name: str
     student_name: str
     methods: list[str]
-    seed: int
+    seed: int             # data, teacher, views, student init, and the run of the single-seed tables
+    seeds: list[int]      # runs of the multi-seed tables
     benchmark: BenchmarkConfig
     teacher: ModelConfig
     student: ModelConfig
     method_configs: dict[str, MethodConfig]
     pretrain: PretrainConfig
+    student_pretrain: StudentPretrainConfig
+    views: ViewsConfig
     teacher_features: FeaturesConfig
     distill: DistillConfig
     adapt: AdaptConfig
     evaluate: EvaluateConfig
     f2f: F2FConfig = field(default_factory=lambda: F2FConfig("", []))
     ablation: AblationConfig = field(default_factory=lambda: AblationConfig([]))
+    budget: BudgetConfig = field(default_factory=lambda: BudgetConfig([1]))
+    run_seed: Optional[int] = None  # student-side randomness of this run (--seed); None: ``seed``
+    budget_multiplier: int = 1      # this run's stage-1 and task epochs are x this (--budget)
     threads: int = 0
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     resources: dict = field(default_factory=dict)  # stage family -> ResourceConfig (Snakemake only)
@@ -162,6 +216,27 @@ class Config:
 
     def method(self, name: str) -> MethodConfig:
         return self.method_configs[choose("method", name, self.method_configs)]
+
+    @property
+    def train_seed(self) -> int:
+        """Seed of the student-side randomness (data order, views, masks, heads, decoder)."""
+        return self.seed if self.run_seed is None else self.run_seed
+
+
+def for_run(cfg: Config, seed: Optional[int] = None, budget: Optional[int] = None) -> Config:
+    """The config of one run: its seed (student side only; data, teacher and views keep ``seed``) and its
+    budget multiplier (stage-1 and task epochs; the teacher's stages are shared and never scaled)."""
+    changes: dict[str, Any] = {}
+    if seed is not None:
+        changes["run_seed"] = seed
+    if budget is not None and budget != 1:
+        if budget < 1:
+            raise ConfigError(f"--budget must be a positive integer, got {budget}")
+        changes.update(budget_multiplier=budget,
+                       distill=dataclasses.replace(cfg.distill, generic_epochs=cfg.distill.generic_epochs * budget,
+                                                   source_epochs=cfg.distill.source_epochs * budget),
+                       adapt=dataclasses.replace(cfg.adapt, epochs=cfg.adapt.epochs * budget))
+    return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -268,9 +343,10 @@ def _yaml11_no(runtime: Any) -> Any:
 
 def from_dict(raw: dict, check_registries: bool = True) -> Config:
     """The validated config; ``check_registries=False`` leaves out the checks that import torch
-    (Snakemake's parse does them through ``gkd.dag.cached_plan``, once per params/code change)."""
-    required = ("benchmark", "teacher", "student", "methods", "seed", "benchmarks", "teachers", "students",
-                "method_configs", "pretrain", "teacher_features", "distill", "adapt", "evaluate")
+    (Snakemake's parse does them through ``gkd.dag.cached_groups``, once per params/code change)."""
+    required = ("benchmark", "teacher", "student", "methods", "seed", "seeds", "benchmarks", "teachers", "students",
+                "method_configs", "pretrain", "student_pretrain", "views", "teacher_features", "distill", "adapt",
+                "evaluate")
     missing = [k for k in required if k not in raw]
     if missing:
         raise ConfigError(f"params: missing key(s) {', '.join(missing)}")
@@ -303,14 +379,18 @@ def from_dict(raw: dict, check_registries: bool = True) -> Config:
     cfg = Config(
         benchmark_name=bench, teacher_name=teacher, student_name=student, methods=methods,
         seed=_check_type(raw["seed"], int, "seed"),
+        seeds=_check_type(raw["seeds"], list[int], "seeds"),
         benchmark=benchmarks[bench], teacher=teachers[teacher], student=students[student],
         method_configs=method_configs,
         pretrain=build(PretrainConfig, raw["pretrain"], "pretrain"),
+        student_pretrain=build(StudentPretrainConfig, raw["student_pretrain"], "student_pretrain"),
+        views=build(ViewsConfig, raw["views"], "views"),
         teacher_features=build(FeaturesConfig, raw["teacher_features"], "teacher_features"),
         distill=build(DistillConfig, raw["distill"], "distill"),
         adapt=adapt,
         evaluate=build(EvaluateConfig, raw["evaluate"], "evaluate"),
         f2f=f2f, ablation=ablation,
+        budget=build(BudgetConfig, raw["budget"], "budget") if "budget" in raw else BudgetConfig([1]),
         threads=_check_type(raw.get("threads", 0), int, "threads"),
         runtime=build(RuntimeConfig, _yaml11_no(raw.get("runtime", {})), "runtime"),
         resources={k: build(ResourceConfig, v, f"resources.{k}") for k, v in raw.get("resources", {}).items()},

@@ -1,19 +1,25 @@
-"""The pipeline's stage table, and ``dvc.yaml`` written from it (``gkd dag``).
+"""The pipeline's one stage table, rendered to DVC's ``dvc.yaml`` files and to Snakemake's rules.
 
-Snakemake's rules (``workflow/rules/*.smk``) are written by hand for readability; ``dvc.yaml`` is
-generated from this table, because per-method stages need exact, per-method dependencies that DVC's
-``foreach`` can only express as one group per dependency shape. ``tests/test_dag.py`` checks that the
-committed ``dvc.yaml`` is what this module writes and that Snakemake's jobs have the same names,
-commands, inputs and outputs as DVC's stages.
+Torch-free to import. ``stages(cfg, groups)`` lists every stage of every pipeline — name, the stage
+module it runs, its flags, the artifacts it reads and writes, the params keys it reads — with the
+selectors left as DVC templates (``${student}``), so ``dvc exp run -S student=vit_s`` needs no
+regeneration. ``gkd dag`` writes one ``dvc.yaml`` per pipeline (``render_dvc``); the Snakefile builds one
+rule per stage from the same list (``workflow/rules/pipeline.smk``), the selectors filled in from its
+config. A stage's code dependencies are the import closure of its module (``code_deps``), not a hand list.
 
-Selectors stay DVC templates (``${teacher}``), so ``dvc exp run -S student=vit_s`` needs no
-regeneration. The method list is resolved when the file is written: after editing ``methods`` in
-params.yaml, run ``gkd dag`` (the report stage refuses a stale ``dvc.yaml``).
+Pipelines (``PIPELINES``): ``main`` (``dvc.yaml``: data, teacher, F2L and F2F single-seed tables, the
+qualitative figure), and the opt-in ``seeds``, ``budget`` and ``ablation`` (``pipelines/<name>/dvc.yaml``,
+reproduced with ``dvc repro pipelines/<name>/dvc.yaml``; Snakemake builds them when their targets are
+asked for). Which stages a method has (a label-free stage 1, teacher inputs) is the method's own
+declaration in ``gkd.distill``; that registry imports torch, so ``cached_groups`` memoises it.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,15 +27,13 @@ from pathlib import Path
 # subcommand (its `estimate` command pulls in timm, torchvision and torch._dynamo): ~2 s more per stage.
 LAUNCH = "python -m accelerate.commands.launch --quiet --config_file workflow/accelerate.yaml -m"
 PY = "python -m"
-
-# Library code each stage family imports (besides its own module): a change reruns the stage.
-LIB_DATA = ["src/gkd/config.py", "src/gkd/data", "src/gkd/io.py"]
-LIB_TRAIN = LIB_DATA + ["src/gkd/models", "src/gkd/train.py", "src/gkd/features.py"]
-LIB_METHODS = LIB_TRAIN + ["src/gkd/distill"]
+PACKAGE = Path(__file__).resolve().parent
+PIPELINES = {"main": "dvc.yaml", "seeds": "pipelines/seeds/dvc.yaml", "budget": "pipelines/budget/dvc.yaml",
+             "ablation": "pipelines/ablation/dvc.yaml"}
+QUALITATIVE = ("student_only", "vanilla_kd", "gkd")
 
 DATA = "data/prepared/${benchmark}"
 TEACHER = "models/teachers/${teacher}"
-STUDENT = "models/students/${student}"
 FEATURES = "features/${benchmark}/${teacher}"
 TEACHER_TASK = "models/teacher_task"
 
@@ -37,127 +41,216 @@ TEACHER_TASK = "models/teacher_task"
 @dataclass
 class Stage:
     name: str
-    cmd: str
-    deps: list[str]
-    params: list[str]
+    module: str                          # gkd.stages.<module>
+    flags: list[tuple[str, str]]         # (flag, value), in command order; values may hold ${...} templates
+    deps: list[str]                      # artifacts read (code dependencies are added from the import closure)
+    params: list[str]                    # params keys read (DVC `params:`; Snakemake reruns when they change)
     outs: list[str] = field(default_factory=list)
-    plots: list[str] = field(default_factory=list)      # cache: false outputs shown by `dvc plots`
-    metrics: list[str] = field(default_factory=list)    # cache: false outputs shown by `dvc exp show`
-    foreach: list[str] | None = None                    # DVC foreach over method names (${item})
+    plots: list[str] = field(default_factory=list)      # uncached outputs shown by `dvc plots`
+    metrics: list[str] = field(default_factory=list)    # uncached outputs shown by `dvc exp show`
+    family: str = "train"                # resources family (workflow profiles)
+    launch: bool = True                  # through `accelerate launch`, or plain python (no torch work)
+    pipeline: str = "main"
 
-    def to_dvc(self) -> dict:
-        body: dict = {"cmd": self.cmd, "deps": self.deps, "params": self.params}
-        if self.outs:
-            body["outs"] = list(self.outs)
-        if self.plots:
-            body["plots"] = [{p: {"cache": False}} for p in self.plots]
-        if self.metrics:
-            body["metrics"] = [{p: {"cache": False}} for p in self.metrics]
-        if self.foreach is not None:
-            return {"foreach": self.foreach, "do": body}
-        return body
+    @property
+    def command(self) -> str:
+        return " ".join([LAUNCH if self.launch else PY, self.module] +
+                        [f"{flag} {value}" if value else flag for flag, value in self.flags])
+
+    @property
+    def code(self) -> list[str]:
+        return code_deps(self.module)
+
+    @property
+    def outputs(self) -> list[str]:
+        return self.outs + self.plots + self.metrics
 
 
+# ---------------------------------------------------------------------------------------------- runs
 @dataclass(frozen=True)
-class Setting:
-    """One table's worth of method rows: F2L (the main student), F2F (a VFM-style student), ablation."""
-    name: str              # f2l | f2f | ablation
-    student: str           # DVC template of the student selector
-    student_key: str       # params key holding it
-    methods: list[str]
+class Run:
+    """One table's worth of method rows: a setting, at one seed and one budget."""
+    setting: str              # f2l | f2f | ablation
+    student: str              # DVC template of the student selector
+    student_key: str          # its params key
+    methods: tuple[str, ...]
+    seed: int | None = None   # None: params.yaml's `seed` (the single-seed tables)
+    budget: int = 1
+    pipeline: str = "main"
 
     @property
-    def prefix(self) -> str:        # artifact paths: models/<prefix><method>/...
-        return "" if self.name == "f2l" else f"{self.name}/"
+    def prefix(self) -> str:  # artifact paths: models/<prefix><method>/...
+        parts = ([] if self.setting == "f2l" else [self.setting]) + ([] if self.seed is None else [f"seed{self.seed}"])
+        parts += [] if self.budget == 1 else [f"budget{self.budget}"]
+        return "".join(f"{p}/" for p in parts)
+
+    def stage(self, kind: str, method: str | None = None) -> str:  # stage names: f2f-distill-gkd-seed1
+        parts = ([] if self.setting == "f2l" else [self.setting]) + [kind] + ([method] if method else [])
+        parts += ([] if self.seed is None else [f"seed{self.seed}"]) + ([] if self.budget == 1 else [f"x{self.budget}"])
+        return "-".join(parts)
 
     @property
-    def stage_prefix(self) -> str:  # stage names: <stage_prefix>distill@<method>
-        return "" if self.name == "f2l" else f"{self.name}_"
+    def run_flags(self) -> list[tuple[str, str]]:
+        return ([] if self.seed is None else [("--seed", str(self.seed))]) + \
+               ([] if self.budget == 1 else [("--budget", str(self.budget))])
+
+    def metrics(self, method: str) -> str:
+        return f"metrics/{self.prefix}{method}.json"
+
+    def per_image(self, method: str) -> str:
+        return f"metrics/per_image/{self.prefix}{method}.npz"
 
 
-def settings(cfg, ablation: bool = False) -> list[Setting]:
-    out = [Setting("f2l", "${student}", "student", list(cfg.methods))]
-    if cfg.f2f.methods:
-        out.append(Setting("f2f", "${f2f.student}", "f2f.student", list(cfg.f2f.methods)))
-    if ablation and cfg.ablation.methods:
-        out.append(Setting("ablation", "${student}", "student", list(cfg.ablation.methods)))
+def runs(cfg) -> list[Run]:
+    """Every run of every pipeline. The multi-seed runs reuse the single-seed run for `seed`."""
+    f2l = Run("f2l", "${student}", "student", tuple(cfg.methods))
+    f2f = Run("f2f", "${f2f.student}", "f2f.student", tuple(cfg.f2f.methods)) if cfg.f2f.methods else None
+    out = [f2l] + ([f2f] if f2f else [])
+    for seed in cfg.seeds:
+        if seed != cfg.seed:
+            out += [Run(r.setting, r.student, r.student_key, r.methods, seed=seed, pipeline="seeds") for r in out[:2]]
+    out += [Run("f2l", "${student}", "student", tuple(cfg.methods), budget=k, pipeline="budget")
+            for k in cfg.budget.multipliers if k != 1]
+    if cfg.ablation.methods:
+        out.append(Run("ablation", "${student}", "student", tuple(cfg.ablation.methods), pipeline="ablation"))
     return out
 
 
-def method_groups(cfg, methods: list[str]) -> dict[str, list[str]]:
-    """Methods by dependency shape: own stage 1, teacher-free, or reading cached teacher outputs."""
-    from gkd.distill import method_options
-    groups: dict[str, list[str]] = {"stage1": [], "plain": [], "kd": []}
-    for name in methods:
-        cls, _ = method_options(cfg, name)
-        groups["stage1" if cls.stage1 else ("kd" if cls.teacher_inputs else "plain")].append(name)
-    return groups
+def seed_runs(cfg, setting: str) -> list[Run]:
+    """The runs of one setting that the multi-seed table averages, in `seeds` order."""
+    by_seed = {r.seed: r for r in runs(cfg) if r.setting == setting and r.budget == 1}
+    return [by_seed[None if s == cfg.seed else s] for s in cfg.seeds]
 
 
-def student_dir(setting: Setting) -> str:
-    return f"models/students/{setting.student}"
+# ---------------------------------------------------------------------------------------------- stages
+def common_flags(*selectors: str) -> list[tuple[str, str]]:
+    return [("--params", "params.yaml")] + [(f"--{s}", f"${{{s}}}") for s in selectors]
 
 
-def setting_stages(cfg, st: Setting) -> list[Stage]:
-    g = method_groups(cfg, st.methods)
-    sp, pre, student = st.stage_prefix, st.prefix, student_dir(st)
-    sel = "--params params.yaml --benchmark ${benchmark}"
-    pair = f"{sel} --teacher ${{teacher}} --student {st.student} --method ${{item}}"
-    model, live = f"models/{pre}${{item}}", f"logs/{pre}${{item}}"
-    knobs = ["seed", "benchmarks.${benchmark}", "adapt", "method_configs.${item}", "runtime"]
+def shared_stages(cfg) -> list[Stage]:
+    """Data, teacher and the F2L student's initialisation: shared by every run."""
+    return [
+        Stage("prepare", "gkd.stages.prepare", common_flags("benchmark") + [
+            ("--out", DATA), ("--samples", "plots/${benchmark}_samples.png")],
+            [], ["seed", "benchmark", "benchmarks.${benchmark}"], outs=[DATA],
+            plots=["plots/${benchmark}_samples.png"], family="data", launch=False),
+        Stage("teacher_weights", "gkd.stages.teacher_weights", common_flags("benchmark", "teacher") + [
+            ("--data", DATA), ("--out", TEACHER)],
+            [DATA], ["seed", "benchmarks.${benchmark}", "teacher", "teachers.${teacher}", "pretrain", "runtime"],
+            outs=[TEACHER], family="teacher"),
+        student_weights_stage("student_weights", "${student}", "student"),
+        Stage("teacher_features", "gkd.stages.teacher_features", common_flags("benchmark", "teacher") + [
+            ("--data", DATA), ("--teacher-weights", TEACHER), ("--out", FEATURES)],
+            [DATA, TEACHER], ["seed", "benchmarks.${benchmark}", "views", "teacher_features", "runtime"],
+            outs=[FEATURES], family="teacher"),
+        Stage("teacher_task", "gkd.stages.teacher_task", common_flags("benchmark", "teacher") + [
+            ("--data", DATA), ("--teacher-weights", TEACHER), ("--out", TEACHER_TASK), ("--live", "logs/teacher_task")],
+            [DATA, TEACHER], ["seed", "benchmarks.${benchmark}", "views", "adapt", "teacher_features", "runtime"],
+            outs=[TEACHER_TASK], plots=["logs/teacher_task"], family="teacher"),
+        Stage("evaluate_teacher", "gkd.stages.evaluate", common_flags("benchmark") + [
+            ("--model", TEACHER_TASK), ("--data", DATA), ("--out", "metrics/teacher.json"), ("--name", "teacher"),
+            ("--per-image", "metrics/per_image/teacher.npz")],
+            [DATA, TEACHER_TASK], ["evaluate", "runtime"], outs=["metrics/per_image/teacher.npz"],
+            metrics=["metrics/teacher.json"], family="evaluate"),
+    ]
+
+
+def student_weights_stage(name: str, student: str, key: str) -> Stage:
+    """A student's initialisation; its preset's `weights` picks the recipe (both pretraining sections listed)."""
+    return Stage(name, "gkd.stages.student_weights", common_flags("benchmark") + [
+        ("--student", student), ("--data", DATA), ("--out", f"models/students/{student}")],
+        [DATA], ["seed", "benchmarks.${benchmark}", key, f"students.{student}", "pretrain", "student_pretrain",
+                 "runtime"], outs=[f"models/students/{student}"], family="teacher")
+
+
+def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
+    """Stage 1, stage 2 / task training and evaluation of every method of ``run``, and its report."""
+    student_dir = f"models/students/{run.student}"
+    pair = common_flags("benchmark", "teacher") + [("--student", run.student)]
+    knobs = ["seed", "benchmarks.${benchmark}", "views", "adapt", "runtime"]
     out: list[Stage] = []
-    if st.name == "f2f":
+    if run.setting == "f2f" and run.seed is None:
+        out.append(student_weights_stage("f2f-student_weights", run.student, run.student_key))
+    for method in run.methods:
+        model, live = f"models/{run.prefix}{method}", f"logs/{run.prefix}{method}"
+        method_flags = pair + [("--method", method)] + run.run_flags + [("--data", DATA)]
+        if method in groups["stage1"]:
+            out.append(Stage(
+                run.stage("distill", method), "gkd.stages.distill", method_flags + [
+                    ("--student-weights", student_dir), ("--features", FEATURES), ("--out", f"{model}/stage1"),
+                    ("--live", f"{live}/stage1")],
+                [DATA, student_dir, FEATURES],
+                ["seed", "benchmarks.${benchmark}", "views", "distill", "evaluate", f"method_configs.{method}",
+                 "runtime"], outs=[f"{model}/stage1"], plots=[f"{live}/stage1"], pipeline=run.pipeline))
+            init, extra = f"{model}/stage1", []
+            kind = "adapt"
+        else:
+            init, kind = student_dir, ("train_kd" if method in groups["kd"] else "train")
+            extra = [("--teacher-task", TEACHER_TASK), ("--features", FEATURES)] if kind == "train_kd" else []
         out.append(Stage(
-            "f2f_student_weights",
-            f"{LAUNCH} gkd.stages.student_weights {sel} --student {st.student} --data {DATA} --out {student}",
-            ["src/gkd/stages/student_weights.py", "src/gkd/stages/teacher_weights.py", DATA] + LIB_TRAIN,
-            ["seed", "benchmarks.${benchmark}", "f2f.student", "students.${f2f.student}", "pretrain", "runtime"],
-            outs=[student]))
-    if g["stage1"]:
+            run.stage(kind, method), "gkd.stages.adapt", method_flags + [("--init", init)] + extra + [
+                ("--out", f"{model}/stage2"), ("--live", f"{live}/stage2")],
+            [DATA, init] + ([TEACHER_TASK, FEATURES] if extra else []), knobs + [f"method_configs.{method}"],
+            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], pipeline=run.pipeline))
         out.append(Stage(
-            f"{sp}distill",
-            f"{LAUNCH} gkd.stages.distill {pair} --data {DATA} --student-weights {student} --features {FEATURES} "
-            f"--out {model}/stage1 --live {live}/stage1",
-            ["src/gkd/stages/distill.py", DATA, student, FEATURES] + LIB_METHODS,
-            ["seed", "benchmarks.${benchmark}", "distill", "method_configs.${item}", "runtime"],
-            outs=[f"{model}/stage1"], plots=[f"{live}/stage1"], foreach=g["stage1"]))
-        out.append(Stage(
-            f"{sp}adapt",
-            f"{LAUNCH} gkd.stages.adapt {pair} --data {DATA} --init {model}/stage1 "
-            f"--out {model}/stage2 --live {live}/stage2",
-            ["src/gkd/stages/adapt.py", DATA, f"{model}/stage1"] + LIB_METHODS, knobs,
-            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], foreach=g["stage1"]))
-    if g["plain"]:
-        out.append(Stage(
-            f"{sp}train",
-            f"{LAUNCH} gkd.stages.adapt {pair} --data {DATA} --init {student} "
-            f"--out {model}/stage2 --live {live}/stage2",
-            ["src/gkd/stages/adapt.py", DATA, student] + LIB_METHODS, knobs,
-            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], foreach=g["plain"]))
-    if g["kd"]:
-        out.append(Stage(
-            f"{sp}train_kd",
-            f"{LAUNCH} gkd.stages.adapt {pair} --data {DATA} --init {student} --teacher-task {TEACHER_TASK} "
-            f"--features {FEATURES} --out {model}/stage2 --live {live}/stage2",
-            ["src/gkd/stages/adapt.py", DATA, student, TEACHER_TASK, FEATURES] + LIB_METHODS, knobs,
-            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], foreach=g["kd"]))
-    out.append(Stage(
-        f"{sp}evaluate",
-        f"{LAUNCH} gkd.stages.evaluate {sel} --model {model}/stage2 --data {DATA} "
-        f"--out metrics/{pre}${{item}}.json --name ${{item}}",
-        ["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", DATA, f"{model}/stage2"] + LIB_TRAIN,
-        ["evaluate", "runtime"], metrics=[f"metrics/{pre}${{item}}.json"], foreach=list(st.methods)))
-    rows = ["metrics/teacher.json"] + (["metrics/gkd.json"] if st.name == "ablation" else [])
-    rows += [f"metrics/{pre}{m}.json" for m in st.methods]
-    out.append(Stage(
-        f"{sp}report",
-        f"{PY} gkd.stages.report {sel} --teacher ${{teacher}} --student {st.student} --setting {st.name} "
-        f"--metrics {' '.join(rows)} --out results/{st.name}_table.csv --plot plots/{st.name}_table.png "
-        f"--radar plots/{st.name}_radar.png",
-        ["src/gkd/stages/report.py", "src/gkd/plots.py"] + rows,
-        ["methods", "f2f", "ablation"], outs=[f"results/{st.name}_table.csv"],
-        plots=[f"plots/{st.name}_table.png", f"plots/{st.name}_radar.png"]))
+            run.stage("evaluate", method), "gkd.stages.evaluate", common_flags("benchmark") + [
+                ("--model", f"{model}/stage2"), ("--data", DATA), ("--out", run.metrics(method)), ("--name", method),
+                ("--per-image", run.per_image(method))],
+            [DATA, f"{model}/stage2"], ["evaluate", "runtime"], outs=[run.per_image(method)],
+            metrics=[run.metrics(method)], family="evaluate", pipeline=run.pipeline))
+    if run.seed is None and run.budget == 1:
+        out.append(report_stage(cfg, run, groups))
     return out
+
+
+def report_stage(cfg, run: Run, groups: dict[str, list[str]]) -> Stage:
+    """The setting's table and figures, and the stage-1 fidelity table of its label-free methods."""
+    rows = ["metrics/teacher.json"] + (["metrics/gkd.json"] if run.setting == "ablation" else [])
+    rows += [run.metrics(m) for m in run.methods]
+    stage1 = [f"models/{run.prefix}{m}/stage1" for m in run.methods if m in groups["stage1"]]
+    name = run.setting
+    fidelity = "results/stage1_fidelity.csv" if name == "f2l" else f"results/{name}_stage1_fidelity.csv"
+    fidelity_png = "plots/stage1_fidelity.png" if name == "f2l" else f"plots/{name}_stage1_fidelity.png"
+    flags = common_flags("benchmark", "teacher") + [("--student", run.student), ("--setting", name),
+                                                    ("--metrics", " ".join(rows))]
+    outs, plots = [f"results/{name}_table.csv"], [f"plots/{name}_table.png", f"plots/{name}_radar.png"]
+    if stage1:
+        flags.append(("--stage1", " ".join(stage1)))
+        outs.append(fidelity)
+        plots.append(fidelity_png)
+    flags += [("--out", outs[0]), ("--plot", plots[0]), ("--radar", plots[1])]
+    if stage1:
+        flags += [("--fidelity-out", fidelity), ("--fidelity-plot", fidelity_png)]
+    return Stage(run.stage("report"), "gkd.stages.report", flags, rows + stage1,
+                 ["methods", "f2f", "ablation", "method_configs"], outs=outs, plots=plots, family="data",
+                 launch=False, pipeline=run.pipeline)
+
+
+def seeds_report_stage(cfg, setting: str) -> Stage:
+    chosen = seed_runs(cfg, setting)
+    methods = list(chosen[0].methods)
+    metrics = ["metrics/teacher.json"] + [r.metrics(m) for r in chosen for m in methods]
+    per_image = ["metrics/per_image/teacher.npz"] + [r.per_image(m) for r in chosen for m in methods]
+    out = f"results/{setting}_seeds.csv"
+    plot = f"plots/{setting}_seeds.png"
+    return Stage(f"{'' if setting == 'f2l' else setting + '-'}seeds-report", "gkd.stages.seeds_report",
+                 common_flags("benchmark", "teacher") + [("--student", chosen[0].student), ("--setting", setting),
+                                                         ("--metrics", " ".join(metrics)),
+                                                         ("--per-image", " ".join(per_image)),
+                                                         ("--out", out), ("--plot", plot)],
+                 metrics + per_image, ["seeds", "methods", "f2f", "method_configs"], outs=[out],
+                 plots=[plot], family="data", launch=False, pipeline="seeds")
+
+
+def budget_report_stage(cfg, groups: dict[str, list[str]]) -> Stage:
+    chosen = sorted([r for r in runs(cfg) if r.setting == "f2l" and r.seed is None], key=lambda r: r.budget)
+    metrics = [r.metrics(m) for r in chosen for m in r.methods]
+    stage1 = [f"models/{r.prefix}{m}/stage1" for r in chosen for m in r.methods if m in groups["stage1"]]
+    return Stage("budget-report", "gkd.stages.budget_report", common_flags("benchmark", "teacher") + [
+        ("--student", "${student}"), ("--metrics", " ".join(metrics)), ("--stage1", " ".join(stage1)),
+        ("--out", "results/budget_table.csv"), ("--plot", "plots/budget_curve.png")],
+        metrics + stage1, ["budget", "methods", "method_configs"], outs=["results/budget_table.csv"],
+        plots=["plots/budget_curve.png"], family="data", launch=False, pipeline="budget")
 
 
 def qualitative_stage(cfg) -> Stage | None:
@@ -166,99 +259,157 @@ def qualitative_stage(cfg) -> Stage | None:
     if not shown:
         return None
     models = [f"models/{m}/stage2" for m in shown]
-    return Stage(
-        "qualitative",
-        f"{LAUNCH} gkd.stages.qualitative --params params.yaml --benchmark ${{benchmark}} --data {DATA} "
-        f"--models {' '.join(models)} --out plots/qualitative.png",
-        ["src/gkd/stages/qualitative.py", "src/gkd/plots.py", DATA] + models + LIB_TRAIN,
-        ["seed"], plots=["plots/qualitative.png"])
+    return Stage("qualitative", "gkd.stages.qualitative", common_flags("benchmark") + [
+        ("--student", "${student}"), ("--data", DATA), ("--models", " ".join(models)), ("--out", "plots/qualitative.png")],
+        [DATA] + models, ["seed"], plots=["plots/qualitative.png"], family="data")
 
 
-QUALITATIVE = ("student_only", "vanilla_kd", "gkd")
-
-
-def stages(cfg, ablation: bool = False) -> list[Stage]:
-    sel = "--params params.yaml --benchmark ${benchmark}"
-    out: list[Stage] = [
-        Stage("prepare",
-              f"{PY} gkd.stages.prepare {sel} --out {DATA} --samples plots/${{benchmark}}_samples.png",
-              ["src/gkd/stages/prepare.py"] + LIB_DATA,
-              ["seed", "benchmark", "benchmarks.${benchmark}"],
-              outs=[DATA], plots=["plots/${benchmark}_samples.png"]),
-        Stage("teacher_weights",
-              f"{LAUNCH} gkd.stages.teacher_weights {sel} --teacher ${{teacher}} --data {DATA} --out {TEACHER}",
-              ["src/gkd/stages/teacher_weights.py", DATA] + LIB_TRAIN,
-              ["seed", "benchmarks.${benchmark}", "teacher", "teachers.${teacher}", "pretrain", "runtime"],
-              outs=[TEACHER]),
-        Stage("student_weights",
-              f"{LAUNCH} gkd.stages.student_weights {sel} --student ${{student}} --data {DATA} --out {STUDENT}",
-              ["src/gkd/stages/student_weights.py", "src/gkd/stages/teacher_weights.py", DATA] + LIB_TRAIN,
-              ["seed", "benchmarks.${benchmark}", "student", "students.${student}", "pretrain", "runtime"],
-              outs=[STUDENT]),
-        Stage("teacher_features",
-              f"{LAUNCH} gkd.stages.teacher_features {sel} --teacher ${{teacher}} --data {DATA} "
-              f"--teacher-weights {TEACHER} --out {FEATURES}",
-              ["src/gkd/stages/teacher_features.py", DATA, TEACHER] + LIB_TRAIN,
-              ["seed", "benchmarks.${benchmark}", "teacher_features", "runtime"],
-              outs=[FEATURES]),
-        Stage("teacher_task",
-              f"{LAUNCH} gkd.stages.teacher_task {sel} --teacher ${{teacher}} --data {DATA} "
-              f"--teacher-weights {TEACHER} --features {FEATURES} --out {TEACHER_TASK} "
-              f"--live logs/teacher_task",
-              ["src/gkd/stages/teacher_task.py", DATA, TEACHER, FEATURES] + LIB_METHODS,
-              ["seed", "benchmarks.${benchmark}", "adapt", "teacher_features.shard_size", "runtime"],
-              outs=[TEACHER_TASK], plots=["logs/teacher_task"]),
-        Stage("evaluate_teacher",
-              f"{LAUNCH} gkd.stages.evaluate {sel} --model {TEACHER_TASK} --data {DATA} --out metrics/teacher.json "
-              f"--name teacher",
-              ["src/gkd/stages/evaluate.py", "src/gkd/metrics.py", DATA, TEACHER_TASK] + LIB_TRAIN,
-              ["evaluate", "runtime"], metrics=["metrics/teacher.json"]),
-    ]
-    for st in settings(cfg, ablation):
-        out += setting_stages(cfg, st)
+def stages(cfg, groups: dict[str, dict[str, list[str]]]) -> list[Stage]:
+    """Every stage of every pipeline; ``groups``: per setting, its methods by dependency shape."""
+    out = shared_stages(cfg)
+    for run in runs(cfg):
+        out += run_stages(cfg, run, groups[run.setting])
     q = qualitative_stage(cfg)
     if q is not None:
         out.append(q)
+    if len(cfg.seeds) > 1:
+        out += [seeds_report_stage(cfg, s) for s in ("f2l", "f2f") if s == "f2l" or cfg.f2f.methods]
+    if len(cfg.budget.multipliers) > 1:
+        out.append(budget_report_stage(cfg, groups["f2l"]))
     return out
 
 
-def plan(cfg, ablation: bool = False) -> dict:
-    """What Snakemake's rules take from the method registry: each setting's method groups and each
-    stage's params keys (the registry imports torch; see ``cached_plan``)."""
+# ---------------------------------------------------------------------------------------------- method groups
+def method_groups(cfg, methods) -> dict[str, list[str]]:
+    """Methods by dependency shape: own stage 1, reading teacher outputs, or neither (imports torch)."""
+    from gkd.distill import method_options
+    groups: dict[str, list[str]] = {"stage1": [], "plain": [], "kd": []}
+    for name in methods:
+        cls, _ = method_options(cfg, name)
+        groups["stage1" if cls.stage1 else ("kd" if cls.teacher_inputs else "plain")].append(name)
+    return groups
+
+
+def groups_of(cfg) -> dict[str, dict[str, list[str]]]:
     from gkd.config import check_registered
     check_registered(cfg)
-    return {"groups": {st.name: method_groups(cfg, st.methods) for st in settings(cfg, ablation)},
-            "stage_params": {s.name: s.params for s in stages(cfg, ablation)}}
+    return {"f2l": method_groups(cfg, cfg.methods), "f2f": method_groups(cfg, cfg.f2f.methods),
+            "ablation": method_groups(cfg, cfg.ablation.methods)}
 
 
-def cached_plan(cfg, cache: str | Path, ablation: bool = False) -> dict:
-    """``plan`` memoised on disk, keyed by the params and every source file of the package.
+def cached_groups(cfg, cache: str | Path) -> dict:
+    """``groups_of`` memoised on disk, keyed by the params and every source file of the package.
 
-    Importing torch is ~2 s of a ~5 s no-op ``snakemake`` run; with the plan cached, parsing the
-    Snakefile imports no torch. Any change to params.yaml, ``--config`` or the code recomputes it.
+    Importing torch is ~2 s of a ~5 s no-op ``snakemake`` run; with the groups cached, parsing the
+    Snakefile imports no torch. Any change to params.yaml, ``--config`` or the code recomputes them.
     """
     key = hashlib.sha256(json.dumps(cfg.raw, sort_keys=True, default=str).encode())
-    key.update(str(ablation).encode())
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        key.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in sorted(PACKAGE.rglob("*.py")):
+        key.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
     digest = key.hexdigest()
     cache = Path(cache)
     try:
         stored = json.loads(cache.read_text())
         if stored.get("key") == digest:
-            return stored["plan"]
+            return stored["groups"]
     except (OSError, ValueError, AttributeError):
         pass  # missing or unreadable: recompute
     from gkd import io
-    result = plan(cfg, ablation)
-    io.write_json(cache, {"key": digest, "plan": result})
+    result = groups_of(cfg)
+    io.write_json(cache, {"key": digest, "groups": result})
     return result
 
 
-def dvc_yaml(cfg, ablation: bool = False) -> str:
-    import yaml
-    doc = {"stages": {s.name: s.to_dvc() for s in stages(cfg, ablation)}}
-    header = ("# GENERATED by `gkd dag` from src/gkd/dag.py: edit that file (or params.yaml's `methods`) and\n"
-              "# rerun `gkd dag`; tests/test_dag.py fails if this file is stale or drifts from the Snakefile.\n")
-    return header + yaml.safe_dump(doc, sort_keys=False, width=10_000)
+# ---------------------------------------------------------------------------------------------- code deps
+@functools.lru_cache(maxsize=None)
+def _module_file(name: str) -> Path | None:
+    rel = PACKAGE.parent / Path(*name.split("."))
+    if rel.with_suffix(".py").is_file():
+        return rel.with_suffix(".py")
+    if (rel / "__init__.py").is_file():
+        return rel / "__init__.py"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _imports(path: Path, module: str) -> frozenset[str]:
+    """The gkd modules ``path`` imports (anywhere in the file: lazy imports run too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "gkd"}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                pkg = module.split(".")[: -node.level] if path.name != "__init__.py" else \
+                    module.split(".")[: len(module.split(".")) - node.level + 1]
+                base = ".".join(pkg + ([base] if base else []))
+            if base.split(".")[0] != "gkd":
+                continue
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}")}
+    return frozenset(found)
+
+
+@functools.lru_cache(maxsize=None)
+def import_closure(module: str) -> tuple[str, ...]:
+    """Every gkd module that importing ``module`` executes (parents' ``__init__`` included), sorted."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ first
+            mod = ".".join(parts[:i])
+            if mod in seen or _module_file(mod) is None:
+                continue
+            seen.add(mod)
+            todo += sorted(_imports(_module_file(mod), mod))
+    return tuple(sorted(seen))
+
+
+def code_deps(module: str) -> list[str]:
+    """The source files of ``module``'s import closure, as paths relative to the repository root."""
+    root = PACKAGE.parent.parent
+    return [_module_file(m).relative_to(root).as_posix() for m in import_closure(module)]
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def resolve(text: str, values: dict[str, str]) -> str:
+    """Fill ``${key}`` templates (Snakemake: the selectors of its config)."""
+    return re.sub(r"\$\{([\w.]+)\}", lambda m: values[m.group(1)], text)
+
+
+def render_dvc(all_stages: list[Stage], pipeline: str) -> str:
+    """One pipeline's dvc.yaml: one line per flag, dependencies listed (code first), no anchors."""
+    path = PIPELINES[pipeline]
+    depth = path.count("/")
+    lines = ["# GENERATED by `gkd dag` from src/gkd/dag.py (the stage table) and params.yaml: edit those and rerun",
+             "# `gkd dag`; tests/test_dag.py fails if this file is stale or drifts from the Snakemake rules."]
+    if depth:
+        lines += [f"# Opt-in pipeline: dvc repro {path}", "vars:", f"  - {'../' * depth}params.yaml"]
+    lines.append("stages:")
+    for s in (s for s in all_stages if s.pipeline == pipeline):
+        lines.append(f"  {s.name}:")
+        if depth:
+            lines.append(f"    wdir: {'../' * depth}".rstrip("/"))
+        head = f"{LAUNCH if s.launch else PY} {s.module}"
+        lines.append("    cmd: >-")
+        lines.append(f"      {head}")
+        lines += [f"      {flag} {value}" if value else f"      {flag}" for flag, value in s.flags]
+        lines.append("    deps:")
+        lines += [f"      - {d}" for d in s.code + s.deps]
+        lines.append("    params:")
+        lines += [f"      - {p}" for p in s.params]
+        for key, items, cache in (("outs", s.outs, True), ("plots", s.plots, False), ("metrics", s.metrics, False)):
+            if items:
+                lines.append(f"    {key}:")
+                lines += [f"      - {o}" if cache else f"      - {o}:\n          cache: false" for o in items]
+    return "\n".join(lines) + "\n"
+
+
+def dvc_files(cfg, groups) -> dict[str, str]:
+    """Path → text of every pipeline's dvc.yaml (pipelines without stages get none)."""
+    all_stages = stages(cfg, groups)
+    return {path: render_dvc(all_stages, name) for name, path in PIPELINES.items()
+            if any(s.pipeline == name for s in all_stages)}

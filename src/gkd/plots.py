@@ -96,3 +96,72 @@ def qualitative(rows: list[tuple[str, np.ndarray, np.ndarray, list[np.ndarray]]]
         fig.tight_layout()
     io.save_figure(path, fig)
     plt.close(fig)
+
+
+def fidelity(df: pd.DataFrame, targets: list[str], path: Path, title: str) -> None:
+    """R² of each stage-1 term on each held-out domain, one panel per method (bars: terms)."""
+    import seaborn as sns
+    plt = _plt()
+    methods = list(dict.fromkeys(df["Method"]))
+    order = [d for d in dict.fromkeys(df["domain"]) if d not in targets] + [t for t in targets if t in set(df["domain"])]
+    sns.set_theme(style="whitegrid", font_scale=0.9)
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 4), dpi=110, squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods):
+        sns.barplot(data=df[df["Method"] == method], x="domain", y="r2", hue="term", order=order, ax=ax,
+                    palette="Set2")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set(title=method, xlabel="held-out domain (source / generic / unseen targets)", ylabel="R² to the teacher")
+        ax.tick_params(axis="x", rotation=35)
+    fig.suptitle(title)
+    fig.tight_layout()
+    io.save_figure(path, fig)
+    plt.close(fig)
+
+
+def seeds(per_seed: dict[str, list[float]], path: Path, title: str) -> None:
+    """Mean ± std of each row's Avg over seeds, with the single runs as dots."""
+    plt = _plt()
+    names = list(per_seed)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 3, 4.5), dpi=110)
+    for i, name in enumerate(names):
+        values = np.array(per_seed[name])
+        ax.bar(i, values.mean(), yerr=values.std(ddof=1) if len(values) > 1 else 0, capsize=4,
+               color="tab:red" if "GKD" in name else ("tab:gray" if name == "Teacher" else "tab:blue"), alpha=0.7)
+        ax.scatter(np.full(len(values), i), values, color="black", s=12, zorder=3)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    ax.set_ylabel("Avg mIoU over unseen domains (%)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    io.save_figure(path, fig)
+    plt.close(fig)
+
+
+def budget_curve(df: pd.DataFrame, path: Path, title: str) -> None:
+    """Avg and source-val mIoU of every method against the budget multiplier (and stage-1 R² on sim)."""
+    plt = _plt()
+    source = next(c for c in df.columns if c.endswith("(source val)"))
+    r2 = [c for c in df.columns if c.startswith("R² ") and c.endswith("(sim)")]
+    panels = [("Avg", "Avg mIoU over unseen domains (%)"), (source, f"{source} mIoU (%)")]
+    fig, axes = plt.subplots(1, len(panels) + bool(r2), figsize=(5.2 * (len(panels) + bool(r2)), 4.3), dpi=110)
+    colours = plt.get_cmap("tab10")
+    for i, method in enumerate(dict.fromkeys(df["Method"])):
+        rows = df[df["Method"] == method]
+        style = dict(marker="o", color=colours(i), linewidth=2.4 if "GKD" in method else 1.3, label=method)
+        for ax, (col, label) in zip(axes, panels):
+            ax.plot(rows["budget"], rows[col], **style)
+            ax.set(xscale="log", xlabel="budget (x default epochs)", ylabel=label)
+        if r2 and rows[r2].notna().all(axis=None):
+            axes[-1].plot(rows["budget"], rows[r2].mean(axis=1), **style)
+            axes[-1].set(xscale="log", xlabel="budget (x default epochs)",
+                         ylabel="stage-1 R² on held-out source (mean of terms)")
+    for ax in axes:
+        budgets = sorted(df["budget"].unique())
+        ax.set_xticks(budgets)
+        ax.set_xticklabels([f"{b}x" for b in budgets])
+        ax.minorticks_off()
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    io.save_figure(path, fig)
+    plt.close(fig)

@@ -58,8 +58,12 @@ def make_accelerator(runtime):
                        dynamo_backend="inductor" if runtime.compile else "no")
 
 
-def cosine(step: int, total: int, base: float, floor: float) -> float:
-    """Cosine decay from ``base`` at step 0 to ``floor`` at ``total`` (no warm-up, as the paper)."""
+def cosine(step: int, total: int, base: float, floor: float, warmup: int = 0) -> float:
+    """Cosine decay from ``base`` to ``floor`` at ``total``, after ``warmup`` linear steps (GKD's stage 1
+    has none, as the paper; the crop-classification pretraining uses some)."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    step, total = step - warmup, total - warmup
     return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
@@ -97,7 +101,8 @@ def _save_state(acc, resume_dir: Path, step: int) -> None:
 
 def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phases: list[Phase],
         batch_size: int, step_fn: Callable, min_lr_ratio: float, seed: int, resume_dir: Path | None,
-        checkpoint_every: int, live=None, desc: str = "train") -> int:
+        checkpoint_every: int, live=None, desc: str = "train", metric_prefix: str = "train/",
+        warmup_steps: int = 0) -> int:
     """Train ``module`` over ``phases``; returns the number of optimiser steps taken in total.
 
     ``step_fn(module, batch, phase_name, epoch) -> dict`` computes the loss terms of one batch.
@@ -131,21 +136,21 @@ def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phase
         batches = acc.skip_first_batches(loader, skip) if skip > 0 else loader
         for batch in batches:
             for group in optimizer.param_groups:
-                group["lr"] = cosine(step, total, group["base_lr"], group["base_lr"] * min_lr_ratio)
+                group["lr"] = cosine(step, total, group["base_lr"], group["base_lr"] * min_lr_ratio, warmup_steps)
             terms = step_fn(module, batch, phase.name, epoch)
             optimizer.zero_grad(set_to_none=True)
             acc.backward(terms["loss"])
             optimizer.step()
             step += 1
             bar.update(1)
-            if step % 10 == 0 or step == total:
+            if step % 10 == 0 or step in (1, total):
                 logged = {k: acc.reduce(v.detach().float(), reduction="mean").item() for k, v in terms.items()}
                 bar.set_postfix(loss=f"{logged['loss']:.4f}")
                 if live is not None and acc.is_main_process:
                     live.step = step
                     for k, v in logged.items():
-                        live.log_metric(f"train/{k}", v)
-                    live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
+                        live.log_metric(f"{metric_prefix}{k}", v)
+                    live.log_metric(f"{metric_prefix}lr", optimizer.param_groups[0]["lr"])
                     live.make_summary()
             if resume_dir is not None and checkpoint_every and step % checkpoint_every == 0 and step < total:
                 _save_state(acc, resume_dir, step)
@@ -165,41 +170,3 @@ def open_live(directory: Path | None, resume: bool):
 def sample_rngs(seed: int, epoch: int, indices: torch.Tensor) -> list[np.random.Generator]:
     """One generator per *sample* (not per rank or batch): augmentation is independent of sharding."""
     return [np.random.default_rng([seed, epoch, int(i)]) for i in indices]
-
-
-def augment(images: torch.Tensor, rngs: list[np.random.Generator], hflip: bool, jitter: float
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 B×3×H×W → float [0,1] with per-sample flip and brightness/contrast/saturation jitter.
-
-    Returns (images, flipped bool B). Geometry stays on the token grid: only horizontal flips.
-    """
-    x = images.float() / 255.0
-    flips = torch.tensor([bool(hflip and r.random() < 0.5) for r in rngs], device=x.device)
-    if flips.any():
-        x = torch.where(flips.view(-1, 1, 1, 1), x.flip(-1), x)
-    if jitter > 0:
-        f = torch.tensor(np.array([r.uniform(1 - jitter, 1 + jitter, 3) for r in rngs]), dtype=x.dtype, device=x.device)
-        x = x * f[:, 0].view(-1, 1, 1, 1)                                   # brightness
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * f[:, 1].view(-1, 1, 1, 1) + mean                    # contrast
-        grey = x.mean(dim=1, keepdim=True)
-        x = (x - grey) * f[:, 2].view(-1, 1, 1, 1) + grey                    # saturation
-        x = x.clamp_(0, 1)
-    return x, flips
-
-
-def flip_tokens(tokens: torch.Tensor, flips: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Mirror the patch tokens (B×(1+N)×D) of flipped samples on their grid; CLS stays."""
-    if not flips.any():
-        return tokens
-    b, n, d = tokens.shape
-    patches = tokens[:, 1:].reshape(b, grid[0], grid[1], d)
-    patches = torch.where(flips.view(-1, 1, 1, 1), patches.flip(2), patches)
-    return torch.cat([tokens[:, :1], patches.reshape(b, -1, d)], dim=1)
-
-
-def flip_maps(maps: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """Mirror B×…×h×w maps (cached teacher logits or features) of flipped samples along w."""
-    if not flips.any():
-        return maps
-    return torch.where(flips.view(-1, *[1] * (maps.ndim - 1)), maps.flip(-1), maps)

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Optional, TypeVar
 import numpy as np
 
 from gkd.config import BenchmarkConfig, ConfigError
-from gkd.data import register_adapter
+from gkd.data.adapters import register_adapter
 from gkd.data.readers import DataError, Reader, Sample, get_reader
 
 log = logging.getLogger("gkd.data")

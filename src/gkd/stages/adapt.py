@@ -11,18 +11,16 @@ import logging
 import shutil
 from pathlib import Path
 
-import torch
-
 from gkd import io
 from gkd.config import ConfigError
-from gkd.data.prepared import SegmentationSplit, read_meta
+from gkd.data.prepared import read_meta
 from gkd.distill import build_method
 from gkd.distill.task import fit_segmenter
-from gkd.features import FeatureCache
+from gkd.features import TeacherCache
 from gkd.models.artifacts import load_backbone, new_segmenter, save_segmenter
 from gkd.stages import common
 
-log = logging.getLogger("gkd.adapt")
+log = logging.getLogger(__name__)
 
 
 def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: Path | None,
@@ -36,26 +34,27 @@ def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: 
     meta = read_meta(data)
     a = cfg.adapt
     acc = train.make_accelerator(cfg.runtime)
-    train.seed_everything(cfg.seed)
+    train.seed_everything(cfg.train_seed)
     patch = cfg.benchmark.patch_size
     backbone = load_backbone(init, img_size=meta.image_size, seed=cfg.seed, patch_size=patch)
     model = new_segmenter(backbone, a.decoder, a.decoder_dim, meta.num_classes)
-    caches = {name: FeatureCache(teacher_task / "logits" if name == "logits" else features / "train")
+    caches = {name: TeacherCache(teacher_task / "logits" if name == "logits" else features / "train")
               for name in method.teacher_inputs}
-    teacher_shapes = {k: c.index["arrays"][k]["shape"] for k, c in caches.items()}
+    teacher_shapes = {k: c.shape(k) for k, c in caches.items()}
     extra = method.task_module(student_dim=backbone.embed_dim, num_classes=meta.num_classes,
                                teacher_shapes=teacher_shapes, grid=backbone.grid)
     frozen = method.frozen_backbone()
     resume = out.with_name(f".{out.name}.resume")
     live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
-    trained, steps = fit_segmenter(cfg, acc, model, method, frozen, data, meta.source, caches, extra, resume, live,
-                                   desc=f"adapt {method_name}")
+    trained, steps = fit_segmenter(cfg, acc, model, method, frozen=frozen, data=data, source=meta.source,
+                                   teacher=caches, extra=extra, resume_dir=resume, live=live, desc=f"adapt {method_name}")
     if acc.is_main_process:
         with io.atomic_path(out, is_dir=True) as tmp:
             save_segmenter(tmp, trained, meta.image_size, a.decoder, a.decoder_dim, meta.classes,
                            {"role": "student", "method": method_name, "student": cfg.student_name,
                             "teacher": cfg.teacher_name if (method.stage1 or caches) else None,
-                            "frozen_backbone": frozen, "steps": steps, "benchmark": cfg.benchmark_name}, palette=meta.palette)
+                            "frozen_backbone": frozen, "steps": steps, "benchmark": cfg.benchmark_name,
+                            "seed": cfg.train_seed, "budget": cfg.budget_multiplier}, palette=meta.palette)
         if live is not None:
             live.end()
     acc.wait_for_everyone()
@@ -63,7 +62,7 @@ def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: 
 
 
 def main(argv=None) -> None:
-    p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"))
+    p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"), run=True)
     p.add_argument("--method", required=True)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)

@@ -7,20 +7,28 @@ import os
 import sys
 
 from gkd import config as config_mod
+from gkd.errors import GKDError
 
 log = logging.getLogger("gkd")
 
 
-def parser(description: str, selectors: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+def parser(description: str, selectors: tuple[str, ...] = (), run: bool = False) -> argparse.ArgumentParser:
+    """The shared flags: params file, selector overrides, and (student-side stages, ``run``) the run's
+    seed and budget multiplier."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     for name in selectors:
         p.add_argument(f"--{name}", default=None, help=f"{name} preset (overrides params.yaml's `{name}`)")
+    if run:
+        p.add_argument("--seed", type=int, default=None,
+                       help="seed of this run's student-side randomness (default: params.yaml's `seed`)")
+        p.add_argument("--budget", type=int, default=None,
+                       help="stage-1 and task epochs x this (budget curve; default 1)")
     return p
 
 
 def setup(args: argparse.Namespace, selectors: tuple[str, ...] = ()) -> config_mod.Config:
-    """Logging + validated config; any ConfigError exits with one clear line, before compute."""
+    """Logging + validated config (with this run's seed and budget); a bad value exits with one clear line."""
     logging.basicConfig(level=os.environ.get("GKD_LOG", "INFO"), format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     import datasets
@@ -29,7 +37,8 @@ def setup(args: argparse.Namespace, selectors: tuple[str, ...] = ()) -> config_m
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         cfg = config_mod.load(args.params, **{s: getattr(args, s) for s in selectors})
-    except config_mod.ConfigError as err:
+        cfg = config_mod.for_run(cfg, seed=getattr(args, "seed", None), budget=getattr(args, "budget", None))
+    except GKDError as err:
         fail(err)
     set_threads(cfg.threads)
     return cfg
@@ -49,8 +58,8 @@ def fail(err: Exception) -> "NoReturn":  # noqa: F821
 
 
 def run_main(fn, argv=None) -> None:
-    """Run a stage's main with ConfigError (bad input) turned into one clear message and exit 2."""
+    """Run a stage's main with a GKDError (bad input or artifact) turned into one clear message and exit 2."""
     try:
         fn(argv)
-    except config_mod.ConfigError as err:
+    except GKDError as err:
         fail(err)

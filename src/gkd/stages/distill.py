@@ -1,9 +1,14 @@
 """Stage `distill` (stage 1): label-free representation distillation of the student from cached teacher tokens.
 
-Phases: 1a on the generic stream (if the benchmark has one and ``distill.generic_epochs`` > 0), then
-1b on the source training images — images only, no labels. The teacher is never run here: its
-tokens come from the `teacher_features` cache, flipped on the token grid when the student's view is
-flipped; photometric jitter touches the student's view only.
+Two phases, as the official code's two runs, each with fresh heads, a fresh optimiser and its own
+cosine schedule: 1a on the generic stream (if the benchmark has one and ``distill.generic_epochs`` > 0),
+then 1b on the source training images — images only, no labels. The teacher is never run here: the
+target of every step is the cached teacher output of exactly the view the student gets
+(``gkd.data.views``).
+
+Each phase ends with the fidelity check (``gkd.distill.fidelity``): every loss term on held-out images
+of every cached domain, next to the constant-mean baseline and as R² of the teacher's tokens. The
+stage writes it as ``fidelity.json`` beside the distilled backbone.
 """
 from __future__ import annotations
 
@@ -13,81 +18,146 @@ from pathlib import Path
 
 import torch
 
-from gkd import io
-from gkd.config import ConfigError
+from gkd import features, io, train
+from gkd.data import views
 from gkd.data.prepared import SegmentationSplit, read_meta
 from gkd.distill import build_method
+from gkd.distill import fidelity as fidelity_mod
 from gkd.distill.masking import first_half_mask
-from gkd.features import FeatureCache
+from gkd.errors import ConfigError
 from gkd.models.artifacts import load_backbone, save_backbone
 from gkd.stages import common
 
-log = logging.getLogger("gkd.distill")
+log = logging.getLogger(__name__)
 
 
-def run(cfg, method_name: str, data: Path, student_weights: Path, features: Path, out: Path,
+def phases(cfg, meta) -> list[tuple[str, str, int]]:
+    """(cache key, domain, epochs) of the phases this config runs: 1a generic, 1b source."""
+    d = cfg.distill
+    out = []
+    if "generic" in meta.splits and d.generic_epochs > 0:
+        out.append(("generic", "generic", d.generic_epochs))
+    if d.source_epochs > 0:
+        out.append(("train", meta.source, d.source_epochs))
+    if not out:
+        raise ConfigError("distill: no phase to run (generic_epochs and source_epochs are both 0)")
+    return out
+
+
+def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: Path, out: Path,
         live_dir: Path | None) -> None:
-    from gkd import train
     method = build_method(cfg, method_name)
     if not method.stage1:
         raise ConfigError(f"method {method_name!r} has no stage 1 (distill); it trains in `adapt` only")
     meta = read_meta(data)
-    d = cfg.distill
-    phases = []
-    if "generic" in meta.splits and d.generic_epochs > 0:
-        phases.append(("generic", "generic", d.generic_epochs))
-    if d.source_epochs > 0:
-        phases.append(("train", meta.source, d.source_epochs))
-    if not phases:
-        raise ConfigError("distill: no phase to run (generic_epochs and source_epochs are both 0)")
-    caches = {key: FeatureCache(features / key) for key, _, _ in phases}
-    datasets = {key: SegmentationSplit(data, domain, "train", with_labels=False) for key, domain, _ in phases}
-    for key in caches:
-        if caches[key].num_images != len(datasets[key]):
-            raise ConfigError(f"feature cache {features / key} has {caches[key].num_images} images, the split "
-                              f"{len(datasets[key])}; rerun teacher_features")
+    plan = phases(cfg, meta)
+    v = cfg.views
+    splits = {key: SegmentationSplit(data, domain, "train", with_labels=False) for key, domain, _ in plan}
+    caches = {key: features.TeacherCache(features_dir / key).check(len(splits[key]), v.count, f"{domain}/train")
+              for key, domain, _ in plan}
+    held = {}
+    for domain, split in [(meta.source, "val"), ("generic", "val")] + [(t, "test") for t in meta.targets]:
+        if split in meta.splits.get(domain, {}):
+            ds = SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0)
+            held[domain] = (ds, features.TeacherCache(features_dir / features.heldout_key(domain))
+                            .check(len(ds), 1, f"{domain}/{split}"))
 
     acc = train.make_accelerator(cfg.runtime)
-    train.seed_everything(cfg.seed)
+    seed = cfg.train_seed
+    train.seed_everything(seed)
     student = load_backbone(student_weights, img_size=meta.image_size, seed=cfg.seed,
                             patch_size=cfg.benchmark.patch_size, with_mask_token=True)
-    teacher_dim = caches[phases[0][0]].index["arrays"]["tokens"]["shape"][-1]
-    teacher_tokens = caches[phases[0][0]].index["arrays"]["tokens"]["shape"][0]
-    if teacher_tokens != 1 + student.num_patches:
-        raise ConfigError(f"token grids differ: teacher cache has {teacher_tokens - 1} patches, student "
+    first = caches[plan[0][0]]
+    teacher_dim = first.shape("tokens")[-1]
+    if first.shape("tokens")[0] != 1 + student.num_patches:
+        raise ConfigError(f"token grids differ: teacher cache has {first.shape('tokens')[0] - 1} patches, student "
                           f"{student.num_patches}; both must use the benchmark's patch_size")
-    module = method.stage1_module(student, teacher_dim)
-    optimizer = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), d.lr, d.weight_decay))
+    d = cfg.distill
     resume = out.with_name(f".{out.name}.resume")
     live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
-    grid = student.grid
-
-    def step(module, batch, phase, epoch):
-        images, _, idx = batch
-        rngs = train.sample_rngs(cfg.seed, epoch, idx)
-        x, flips = train.augment(images, rngs, d.hflip, d.color_jitter)
-        tokens = train.flip_tokens(caches[phase].get("tokens", idx.tolist()).to(x.device), flips, grid)
-        mask = first_half_mask(rngs, grid[0] * grid[1], method.mask_ratio).to(x.device)
-        return module(x, tokens, mask)
-
-    steps = train.fit(acc=acc, module=module, optimizer=optimizer,
-                      phases=[train.Phase(key, datasets[key], epochs) for key, _, epochs in phases],
-                      batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=cfg.seed,
-                      resume_dir=resume, checkpoint_every=d.checkpoint_every, live=live, desc=f"distill {method_name}")
+    report: dict = {"method": method_name, "seed": seed, "phases": {}}
+    total_steps = 0
+    for number, (key, domain, epochs) in enumerate(plan):
+        phase = "1a" if key == "generic" else "1b"
+        done = resume / f"{phase}.done"
+        if done.is_dir():  # finished before a restart: take its student and its report
+            student = load_backbone(done, img_size=meta.image_size, seed=cfg.seed,
+                                    patch_size=cfg.benchmark.patch_size, with_mask_token=True)
+            report["phases"][phase] = io.read_json(done / "phase.json")
+            total_steps += report["phases"][phase]["steps"]
+            log.info("phase %s: taken from %s", phase, done)
+            continue
+        torch.manual_seed(seed + number)  # fresh heads, deterministic per run and phase
+        module = method.stage1_module(student, teacher_dim)
+        optimizer = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), d.lr, d.weight_decay))
+        cache = caches[key]
+        step = stage1_step(cache, v, cfg.seed, seed, method.mask_ratio, student.num_patches, acc.device)
+        steps = train.fit(acc=acc, module=module, optimizer=optimizer, phases=[train.Phase(key, splits[key], epochs)],
+                          batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=seed,
+                          resume_dir=resume / phase, checkpoint_every=d.checkpoint_every, live=live,
+                          desc=f"distill {method_name} {phase}", metric_prefix=f"train/{phase}/")
+        total_steps += steps
+        trained = acc.unwrap_model(module)
+        constant = fidelity_mod.constant_predictions(cache)
+        result = {"split": f"{domain}/train", "epochs": epochs, "steps": steps, "domains": {}}
+        for held_domain, (ds, held_cache) in held.items():
+            if phase == "1a" and held_domain not in ("generic", meta.source):
+                continue  # 1a's heads are checked where they are chosen: held-out generic and source
+            result["domains"][held_domain] = fidelity_mod.measure(
+                trained, ds, held_cache, constant, method.mask_ratio, cfg.evaluate.batch_size, device=acc.device)
+        log_fidelity(method_name, phase, result, live, total_steps)
+        report["phases"][phase] = result
+        student = trained.student
+        if acc.is_main_process and number + 1 < len(plan):
+            with io.atomic_path(done, is_dir=True) as tmp:
+                save_backbone(tmp, student, cfg.student, meta.image_size, {})
+                io.write_json(tmp / "phase.json", result)
+            shutil.rmtree(resume / phase, ignore_errors=True)  # its snapshots are superseded by `done`
+        acc.wait_for_everyone()
     if acc.is_main_process:
-        trained = acc.unwrap_model(module).student
         with io.atomic_path(out, is_dir=True) as tmp:
-            save_backbone(tmp, trained, cfg.student, meta.image_size,
-                          {"method": method_name, "teacher": cfg.teacher_name, "steps": steps,
-                           "phases": [dict(split=k, epochs=e) for k, _, e in phases]})
+            save_backbone(tmp, student, cfg.student, meta.image_size,
+                          {"method": method_name, "teacher": cfg.teacher_name, "seed": seed, "steps": total_steps,
+                           "budget": cfg.budget_multiplier,
+                           "phases": [dict(split=k, epochs=e) for k, _, e in plan]})
+            io.write_json(tmp / "fidelity.json", report)
         if live is not None:
             live.end()
     acc.wait_for_everyone()
     shutil.rmtree(resume, ignore_errors=True)
 
 
+def stage1_step(cache: features.TeacherCache, views_cfg, data_seed: int, run_seed: int, mask_ratio: float,
+                num_patches: int, device):
+    """The step function of stage 1 (also what ``gkd bench`` times): one view per sample, its cached teacher
+    tokens, the first-half mask; returns the module's loss terms."""
+    def step(module, batch, _phase, epoch):
+        images, _, idx = batch
+        rngs = train.sample_rngs(run_seed, epoch, idx)
+        view = views.choose(rngs, views_cfg.count)
+        x = views.render(images, idx, view, views_cfg, data_seed).to(device)
+        tokens = cache.get("tokens", idx.numpy(), view.numpy()).to(device)
+        mask = first_half_mask(rngs, num_patches, mask_ratio).to(device)
+        return module(x, tokens, mask)
+    return step
+
+
+def log_fidelity(method: str, phase: str, result: dict, live, step: int) -> None:
+    """One line per held-out domain: each term's value and its constant-mean baseline, and R²."""
+    for domain, terms in result["domains"].items():
+        log.info("%s %s fidelity on held-out %s: %s", method, phase, domain,
+                 "; ".join(f"{t} {v['mse']:.3f} (baseline {v['baseline']:.3f}, R² {v['r2']:.2f})"
+                           for t, v in terms.items()))
+        if live is not None:
+            live.step = step
+            for t, v in terms.items():
+                live.log_metric(f"eval/{phase}/{domain}/{t}_r2", v["r2"], plot=False)
+                live.log_metric(f"eval/{phase}/{domain}/{t}_mse", v["mse"], plot=False)
+                live.log_metric(f"eval/{phase}/{domain}/{t}_baseline", v["baseline"], plot=False)
+
+
 def main(argv=None) -> None:
-    p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"))
+    p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"), run=True)
     p.add_argument("--method", required=True)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--student-weights", required=True, type=Path, help="student initialisation (student_weights)")

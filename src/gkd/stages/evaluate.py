@@ -18,25 +18,36 @@ from gkd.metrics import confusion, iou_from_confusion
 from gkd.models.artifacts import count_params, load_segmenter
 from gkd.stages import common
 
-log = logging.getLogger("gkd.evaluate")
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def evaluate_split(model, dataset, num_classes: int, batch_size: int, acc) -> np.ndarray:
-    # Each rank takes every world-th image (no padding duplicates); confusion matrices are summed.
+def evaluate_split(model, dataset, num_classes: int, batch_size: int, acc) -> tuple[np.ndarray, np.ndarray]:
+    """(confusion matrix K×K of the whole split, per-image counts n×3×K: true positives, ground-truth and
+    predicted pixels per class — what a bootstrap over images resamples)."""
+    # Each rank takes every world-th image (no padding duplicates); results are gathered in image order.
     # Images of another size than the model's input (real benchmarks) go one by one, through windows.
     shard = torch.utils.data.Subset(dataset, range(acc.process_index, len(dataset), acc.num_processes))
     first = dataset[0][0].shape[-2:]
     square = tuple(first) == (model.input_size, model.input_size)
     loader = torch.utils.data.DataLoader(shard, batch_size=batch_size if square else 1, shuffle=False)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long, device=acc.device)
-    for images, labels, _ in tqdm(loader, desc="eval", disable=not acc.is_main_process, leave=False, mininterval=5):
+    counts, order = [], []
+    for images, labels, idx in tqdm(loader, desc="eval", disable=not acc.is_main_process, leave=False, mininterval=5):
         pred = model.predict(to_float(images.to(acc.device))).argmax(1)
-        conf += confusion(pred, labels.to(acc.device), num_classes)
-    return acc.reduce(conf, reduction="sum").cpu().numpy()
+        labels = labels.to(acc.device)
+        for p, l in zip(pred, labels):
+            c = confusion(p, l, num_classes)
+            conf += c
+            counts.append(torch.stack([c.diagonal(), c.sum(1), c.sum(0)]).cpu())
+        order += idx.tolist()
+    gathered = acc.gather_for_metrics([(order, torch.stack(counts).numpy() if counts else None)], use_gather_object=True)
+    rows = {i: row for o, c in gathered if c is not None for i, row in zip(o, c)}
+    per_image = np.stack([rows[i] for i in range(len(dataset))]).astype(np.int64)
+    return acc.reduce(conf, reduction="sum").cpu().numpy(), per_image
 
 
-def run(cfg, model_dir: Path, data: Path, out: Path, name: str) -> dict:
+def run(cfg, model_dir: Path, data: Path, out: Path, name: str, per_image_out: Path | None = None) -> dict:
     from gkd import train
     acc = train.make_accelerator(cfg.runtime)
     meta = read_meta(data)
@@ -49,9 +60,10 @@ def run(cfg, model_dir: Path, data: Path, out: Path, name: str) -> dict:
     domains = ([(meta.source, "val")] if has_val else []) + [(t, "test") for t in meta.targets]
     result = {"name": name, "params_m": round(count_params(model) / 1e6, 3), "domains": {}, "per_class": {},
               "source_domain": meta.source, "targets": list(meta.targets)}
+    per_image = {}
     for domain, split in domains:
-        conf = evaluate_split(model, SegmentationSplit(data, domain, split, memo_bytes=0), meta.num_classes,
-                              cfg.evaluate.batch_size, acc)
+        conf, per_image[domain] = evaluate_split(model, SegmentationSplit(data, domain, split, memo_bytes=0),
+                                                 meta.num_classes, cfg.evaluate.batch_size, acc)
         miou, per_class = iou_from_confusion(conf)
         result["domains"][domain] = round(miou, 4)
         result["per_class"][domain] = {c: (None if v is None else round(v, 4)) for c, v in zip(meta.classes, per_class)}
@@ -60,6 +72,10 @@ def run(cfg, model_dir: Path, data: Path, out: Path, name: str) -> dict:
     result["source"] = result["domains"].get(meta.source)
     if acc.is_main_process:
         io.write_json(out, result)
+        if per_image_out is not None:
+            with io.atomic_path(per_image_out) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, **per_image)
     return result
 
 
@@ -69,9 +85,11 @@ def main(argv=None) -> None:
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="metrics JSON")
     p.add_argument("--name", required=True, help="row name (e.g. the method)")
+    p.add_argument("--per-image", type=Path, default=None,
+                   help="npz of per-image true-positive / ground-truth / predicted pixel counts per class and domain")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark",))
-    run(cfg, args.model, args.data, args.out, args.name)
+    run(cfg, args.model, args.data, args.out, args.name, args.per_image)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from gkd import io
 from gkd.config import choose
-from gkd.data import ADAPTERS
+from gkd.data.adapters import ADAPTERS
 from gkd.data.prepared import write_split
 from gkd.stages import common
 

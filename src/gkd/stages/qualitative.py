@@ -1,7 +1,6 @@
 """Stage `qualitative`: one image per domain with its ground truth and several methods' predictions."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from gkd.data.prepared import SegmentationSplit, read_meta, to_float
 from gkd.models.artifacts import load_segmenter
 from gkd.stages import common
 
-log = logging.getLogger("gkd.qualitative")
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -35,13 +34,13 @@ def run(cfg, data: Path, models: list[Path], out: Path, index: int) -> None:
 
 
 def main(argv=None) -> None:
-    p = common.parser(__doc__.splitlines()[0], selectors=("benchmark",))
+    p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "student"))
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--models", nargs="+", required=True, type=Path, help="segmenter folders, one column each")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--index", type=int, default=0, help="which image of each domain's split")
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark",))
+    cfg = common.setup(args, ("benchmark", "student"))
     run(cfg, args.data, args.models, args.out, args.index)
 
 

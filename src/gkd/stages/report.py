@@ -1,7 +1,10 @@
-"""Stage `report`: metrics JSONs → the paper-style table (CSV) and a seaborn figure of it.
+"""Stage `report`: metrics JSONs → the paper-style table (CSV) and figures; stage-1 fidelity → its table.
 
-Rows: one per metrics file, in the order given (Teacher, then the methods in params order); columns: Params (M), every target domain, Avg (mean over targets), and the source
-validation mIoU for reference.
+Table rows: one per metrics file, in the order given (Teacher, then the methods in params order);
+columns: Params (M), every target domain, Avg (mean over targets), and the source validation mIoU for
+reference. The fidelity table (``--stage1``: the stage-1 folders of the label-free methods) has one row
+per method, phase, held-out domain and loss term: the term's value, the constant-mean baseline and R²
+(``gkd.distill.fidelity``) — read it before the table: it says whether stage 1 distilled at all.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from gkd import io
 from gkd.config import ConfigError
 from gkd.stages import common
 
-log = logging.getLogger("gkd.report")
+log = logging.getLogger(__name__)
 
 
 def row_label(cfg, name: str) -> str:
@@ -50,8 +53,22 @@ def expected_rows(cfg, setting: str) -> list[str]:
     return ["teacher", "gkd", *cfg.ablation.methods]
 
 
+def fidelity_table(cfg, stage1_dirs: list[Path]) -> pd.DataFrame:
+    """Long table: Method, phase, domain, term, mse, baseline, r2 (from each stage-1 fidelity.json)."""
+    records = []
+    for directory in stage1_dirs:
+        report = json.loads((Path(directory) / "fidelity.json").read_text())
+        label = row_label(cfg, report["method"])
+        for phase, result in report["phases"].items():
+            for domain, terms in result["domains"].items():
+                for term, v in terms.items():
+                    records.append({"Method": label, "phase": phase, "domain": domain, "term": term, **v})
+    return pd.DataFrame.from_records(records)
+
+
 def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png: Path | None,
-        title: str, setting: str = "f2l") -> pd.DataFrame:
+        title: str, setting: str = "f2l", stage1: list[Path] = (), fidelity_csv: Path | None = None,
+        fidelity_png: Path | None = None) -> pd.DataFrame:
     from gkd import plots
     loaded = [json.loads(Path(p).read_text()) for p in metrics]
     expected = expected_rows(cfg, setting)
@@ -65,6 +82,15 @@ def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png
         plots.table_figure(df, out_png, title)
     if radar_png is not None:
         plots.radar(df, list(loaded[0]["targets"]) + ["Avg"], radar_png, f"{title}\nmIoU (%) per unseen domain")
+    if stage1 and fidelity_csv is not None:
+        fid = fidelity_table(cfg, stage1)
+        io.write_text(fidelity_csv, fid.to_csv(index=False))
+        last = fid[fid["phase"] == fid.groupby("Method")["phase"].transform("max")]
+        log.info("stage-1 fidelity (R², last phase):\n%s",
+                 last.pivot_table(index=["Method", "term"], columns="domain", values="r2").round(3).to_string())
+        if fidelity_png is not None:
+            plots.fidelity(last, list(loaded[0]["targets"]), fidelity_png,
+                           f"{title}\nstage-1 fidelity to the teacher on held-out images (R², 1 = the teacher)")
     return df
 
 
@@ -75,11 +101,18 @@ def main(argv=None) -> None:
     p.add_argument("--plot", type=Path, default=None, help="PNG figure of the table")
     p.add_argument("--radar", type=Path, default=None, help="PNG radar chart over the target domains")
     p.add_argument("--setting", default="f2l", choices=["f2l", "f2f", "ablation"])
+    p.add_argument("--stage1", nargs="*", type=Path, default=[], help="stage-1 folders (fidelity.json) of the methods")
+    p.add_argument("--fidelity-out", type=Path, default=None, help="CSV of the stage-1 fidelity")
+    p.add_argument("--fidelity-plot", type=Path, default=None, help="PNG of the stage-1 fidelity")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
-    what = {"f2l": "F2L", "f2f": "F2F", "ablation": "GKD ablations"}[args.setting]
-    title = f"{what} on `{cfg.benchmark_name}`: {cfg.teacher_name} → {cfg.student_name}"
-    run(cfg, args.metrics, args.out, args.plot, args.radar, title, args.setting)
+    run(cfg, args.metrics, args.out, args.plot, args.radar, title(cfg, args.setting), args.setting, args.stage1,
+        args.fidelity_out, args.fidelity_plot)
+
+
+def title(cfg, setting: str) -> str:
+    what = {"f2l": "F2L", "f2f": "F2F", "ablation": "GKD ablations"}[setting]
+    return f"{what} on `{cfg.benchmark_name}`: {cfg.teacher_name} → {cfg.student_name}"
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Stage `teacher_features`: run the frozen teacher once and cache its tokens (fp16 shards + index).
+"""Stage `teacher_features`: run the frozen teacher once per view and cache its signals (fp16 shards).
 
-For the source training split: final-LN CLS + patch tokens (stage-1 targets), the multi-level block
-outputs the decoder reads (teacher logits for the KD baselines, Af-DCD's last feature map) and the
-patch tokens of blocks 1-2 (ViTKD). For the generic stream, if the
-benchmark has one: tokens only (stage-1a targets). Every later stage reads this cache; none re-runs
-the teacher per training step.
+* ``train`` — every view (``views`` in params) of every source training image: tokens (stage-1
+  targets), shallow tokens (ViTKD) and the last feature map (Af-DCD);
+* ``generic`` — every view of the generic stream, tokens only (stage-1a targets);
+* ``heldout/<domain>`` — the plain view of every held-out image (source val, generic val, each
+  target's test split), tokens only: what the stage-1 fidelity report compares the student with.
 
-Multi-process: each rank extracts whole shards (shard k on rank k mod world) into one shared folder.
+Every later stage reads this cache; none re-runs the teacher per training step. The signal table and
+the cache layout are in ``gkd.features``. Multi-process: each rank writes whole shards (shard k on
+rank k mod world) into one shared folder.
 """
 from __future__ import annotations
 
@@ -15,52 +17,27 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from gkd.data.prepared import SegmentationSplit, read_meta, to_float
-from gkd.features import save_shard, write_index
+from gkd import features
+from gkd.data.prepared import SegmentationSplit, read_meta
 from gkd.models.artifacts import load_backbone
 from gkd.stages import common
+from gkd.train import make_accelerator
 
-log = logging.getLogger("gkd.teacher_features")
-SHALLOW_BLOCKS = (0, 1)  # patch tokens after blocks 1 and 2: ViTKD's mimicking targets
+log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
-def extract(teacher, dataset, directory: Path, batch_size: int, shard_size: int, with_levels: bool, acc) -> dict:
-    """Write this rank's shards of ``tokens`` (and ``levels``); returns the per-image shapes."""
-    n = len(dataset)
-    shards = range(acc.process_index, -(-n // shard_size), acc.num_processes)
-    bar = tqdm(total=sum(min(shard_size, n - k * shard_size) for k in shards), desc=directory.name,
-               disable=not acc.is_main_process, mininterval=5)
-    shapes = {}
-    for k in shards:
-        parts: dict[str, list] = {"tokens": [], "levels": [], "shallow": []}
-        stop = min(n, (k + 1) * shard_size)
-        for start in range(k * shard_size, stop, batch_size):
-            idx = range(start, min(stop, start + batch_size))
-            images = torch.stack([dataset[i][0] for i in idx]).to(acc.device)
-            if with_levels:
-                tokens, levels, shallow = teacher.forward_tokens(to_float(images), taps=SHALLOW_BLOCKS)
-                parts["levels"].append(torch.stack(levels, dim=1).half().cpu())    # B×L×D×h×w
-                parts["shallow"].append(torch.stack(shallow, dim=1).half().cpu())  # B×2×N×D
-            else:
-                tokens, _ = teacher.forward_tokens(to_float(images), with_levels=False)
-            parts["tokens"].append(tokens.half().cpu())
-            bar.update(len(idx))
-        for name, chunks in parts.items():
-            if chunks:
-                rows = torch.cat(chunks).numpy()
-                save_shard(directory, name, k, rows)
-                shapes[name] = tuple(rows.shape[1:])
-    bar.close()
-    return shapes
+def jobs(meta) -> list[tuple[str, str, str, bool, tuple[str, ...]]]:
+    """(cache key, domain, split, every view?, signals) of everything this stage caches."""
+    out = [("train", meta.source, "train", True, ("tokens", "shallow", "last"))]
+    if "generic" in meta.splits:
+        out.append(("generic", "generic", "train", True, ("tokens",)))
+    heldout = [(meta.source, "val"), ("generic", "val")] + [(t, "test") for t in meta.targets]
+    out += [(features.heldout_key(d), d, s, False, ("tokens",)) for d, s in heldout if s in meta.splits.get(d, {})]
+    return out
 
 
 def run(cfg, data: Path, teacher_dir: Path, out: Path) -> None:
-    from gkd import train
-    acc = train.make_accelerator(cfg.runtime)
+    acc = make_accelerator(cfg.runtime)
     meta = read_meta(data)
     teacher = load_backbone(teacher_dir, img_size=meta.image_size, seed=cfg.seed,
                             patch_size=cfg.benchmark.patch_size).to(acc.device).eval()
@@ -70,20 +47,23 @@ def run(cfg, data: Path, teacher_dir: Path, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     acc.wait_for_everyone()
-    jobs = [("train", meta.source, "train", True)]
-    if "generic" in meta.splits:
-        jobs.append(("generic", "generic", "train", False))
-    for key, domain, split, with_levels in jobs:
+    for key, domain, split, every_view, names in jobs(meta):
         dataset = SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0)
-        (tmp / key).mkdir(exist_ok=True)
+        views_cfg = cfg.views if every_view else None
+        (tmp / key).mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
-        shapes = extract(teacher, dataset, tmp / key, tf.batch_size, tf.shard_size, with_levels, acc)
+        shapes = features.extract(features.teacher_signals(teacher, names), dataset, tmp / key, views_cfg=views_cfg,
+                                  seed=cfg.seed, batch_size=tf.batch_size, shard_size=tf.shard_size, desc=key,
+                                  device=acc.device, rank=acc.process_index, world=acc.num_processes)
         shapes = [s for s in acc.gather_for_metrics([shapes], use_gather_object=True) if s][0]
         if acc.is_main_process:
-            write_index(tmp / key, len(dataset), tf.shard_size, shapes,
-                        {"teacher": cfg.teacher_name, "split": f"{domain}/{split}", "grid": list(teacher.grid),
-                         "levels": teacher.levels, "image_size": meta.image_size})
-            log.info("%s: %d images cached (%s)", key, len(dataset), ", ".join(f"{k} {v}" for k, v in shapes.items()))
+            views = views_cfg.count if views_cfg else 1
+            features.write_index(tmp / key, len(dataset), views, tf.shard_size, shapes,
+                                 {"teacher": cfg.teacher_name, "split": f"{domain}/{split}", "grid": list(teacher.grid),
+                                  "image_size": meta.image_size, "views_config": cfg.raw.get("views") if every_view
+                                  else None})
+            log.info("%s: %d images x %d views (%s)", key, len(dataset), views,
+                     ", ".join(f"{k} {v}" for k, v in shapes.items()))
     acc.wait_for_everyone()
     if acc.is_main_process:
         if out.exists():

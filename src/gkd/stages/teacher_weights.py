@@ -1,20 +1,45 @@
 """Stage `teacher_weights`: the teacher backbone as ``models/teachers/<teacher>/`` (see gkd.models.weights)."""
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 
+from gkd import pretrain
+from gkd.data.prepared import read_meta
 from gkd.models import weights
 from gkd.stages import common
+
+log = logging.getLogger(__name__)
+TRAINED_HERE = {"pretrain": pretrain.dense, "classify": pretrain.classify}  # weights trained on the generic stream
+
+
+def build(cfg, role: str, data: Path, out: Path) -> dict:
+    """Produce the backbone artifact of the ``role`` (teacher | student) preset at ``out``; its provenance."""
+    preset, name = getattr(cfg, role), getattr(cfg, f"{role}_name")
+    resume = out.with_name(f".{out.name}.resume")
+    if preset.weights in TRAINED_HERE:
+        acc, backbone, info = TRAINED_HERE[preset.weights](cfg, preset, name, data, resume)
+        if acc.is_main_process:
+            weights.save(out, backbone, preset, read_meta(data).image_size, info)
+        acc.wait_for_everyone()
+    elif preset.weights == "none":
+        info = weights.random_init(cfg, preset, read_meta(data).image_size, out)
+    else:
+        info = weights.convert(cfg, preset, out)
+    shutil.rmtree(resume, ignore_errors=True)
+    log.info("%s ready: %s", name, info.get("source"))
+    return info
 
 
 def weights_main(role: str, description: str, argv=None) -> None:
     """The CLI of both weight stages; ``role`` is the selector (teacher or student) whose preset is built."""
     p = common.parser(description, selectors=("benchmark", role))
-    p.add_argument("--data", required=True, type=Path, help="prepared benchmark (read by weights: pretrain)")
+    p.add_argument("--data", required=True, type=Path, help="prepared benchmark (read by weights trained here)")
     p.add_argument("--out", required=True, type=Path, help=f"output folder models/{role}s/<{role}>")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", role))
-    weights.build(cfg, getattr(cfg, role), getattr(cfg, f"{role}_name"), args.data, args.out)
+    build(cfg, role, args.data, args.out)
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,83 @@
+"""Did stage 1 distil? Each loss term on held-out images, next to what predicting a constant achieves.
+
+For every term (token, fea, patch) of a stage-1 module — through its heads, before they are thrown
+away — on the plain view of held-out images of one domain:
+
+* ``mse``: the term's element-mean squared error (the training loss, on images never trained on);
+* ``baseline``: the same error of the constant prediction "the teacher's mean token on the training
+  images" (what heads that learned only a bias reach);
+* ``r2 = 1 − mse / Var``, with Var the element-mean variance of the teacher's targets in that domain:
+  the share of the teacher's token variance the student reproduces (0: no better than the domain's
+  own mean token; 1: the teacher exactly).
+
+Held-out masks are drawn per image (seeded by the image index) at the method's ratio, for every image:
+the patch term measures the masked prediction that the training loss asks for.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+TERMS = ("token", "fea", "patch")
+
+
+def masks(indices: torch.Tensor, num_patches: int, ratio: float, seed: int) -> torch.Tensor:
+    """B×N: ⌊ratio·N⌋ hidden positions per image, a pure function of (seed, image index)."""
+    out = torch.zeros(len(indices), num_patches, dtype=torch.bool)
+    k = int(ratio * num_patches)
+    if k:
+        for row, i in enumerate(indices.tolist()):
+            out[row, torch.from_numpy(np.random.default_rng([seed, i]).permutation(num_patches)[:k])] = True
+    return out
+
+
+def constant_predictions(train_cache, batch: int = 512) -> dict[str, torch.Tensor]:
+    """The teacher's mean CLS and mean patch token over every cached training view."""
+    n = train_cache.num_images * train_cache.views
+    cls, patch = 0.0, 0.0
+    for start in range(0, train_cache.num_images, batch):
+        idx = np.arange(start, min(train_cache.num_images, start + batch))
+        for v in range(train_cache.views):
+            t = train_cache.get("tokens", idx, np.full_like(idx, v))
+            cls = cls + t[:, 0].sum(0)
+            patch = patch + t[:, 1:].mean(1).sum(0)
+    return {"cls": cls / n, "patch": patch / n}
+
+
+@torch.no_grad()
+def measure(module, dataset, cache, constant: dict[str, torch.Tensor], mask_ratio: float, batch_size: int,
+            seed: int = 0, device="cpu") -> dict[str, dict[str, float]]:
+    """{term: {mse, baseline, r2}} of ``module`` (a stage-1 module) on ``dataset`` vs its cached tokens."""
+    was_training = module.training
+    module.eval()
+    sums: dict[str, dict] = {}
+    grid = module.student.num_patches
+    for start in range(0, len(dataset), batch_size):
+        idx = torch.arange(start, min(len(dataset), start + batch_size))
+        images = torch.stack([dataset[int(i)][0] for i in idx]).to(device).float() / 255.0
+        target = cache.get("tokens", idx.numpy()).to(device)
+        mask = masks(idx, grid, mask_ratio, seed).to(device)
+        const = torch.cat([constant["cls"][None], constant["patch"][None].expand(grid, -1)]).to(device)
+        baseline = {"token": const[0], "fea": const, "patch": const[1:]}
+        full = {"token": target[:, 0], "fea": target, "patch": target[:, 1:]}
+        for name, (pred, tgt) in module.predictions(images, target, mask).items():
+            base = baseline[name].expand_as(full[name])
+            if base.shape != tgt.shape:  # a term scored at masked positions only (Proteus' patch loss)
+                base = base[mask]
+            flat = tgt.reshape(-1, tgt.shape[-1]).double()
+            s = sums.setdefault(name, {"sse": 0.0, "base": 0.0, "n": 0, "s1": 0.0, "s2": 0.0})
+            s["sse"] += (pred - tgt).double().pow(2).sum().item()
+            s["base"] += (base - tgt).double().pow(2).sum().item()
+            s["n"] += flat.shape[0]
+            s["s1"] = s["s1"] + flat.sum(0)
+            s["s2"] = s["s2"] + flat.pow(2).sum(0)
+    module.train(was_training)
+    out = {}
+    for name in TERMS:
+        s = sums[name]
+        d = s["s1"].numel()
+        var = float(((s["s2"] / s["n"]) - (s["s1"] / s["n"]) ** 2).mean())
+        mse = s["sse"] / (s["n"] * d)
+        out[name] = {"mse": round(mse, 5), "baseline": round(s["base"] / (s["n"] * d), 5),
+                     "r2": round(1.0 - mse / var, 5)}
+    return out

@@ -1,0 +1,24 @@
+# One rule per stage of gkd.dag's stage table (the same table writes every dvc.yaml): command, inputs
+# (the stage module's import closure + the artifacts it reads), outputs and params are taken from it,
+# with the selectors of Snakemake's config filled in.
+for _stage in gkd_dag.stages(CFG, GROUPS):
+
+    rule:
+        name: _stage.name
+        input:
+            [gkd_dag.resolve(p, SELECTORS) for p in _stage.code + _stage.deps],
+        output:
+            [as_output(gkd_dag.resolve(p, SELECTORS)) for p in _stage.outputs],
+        params:
+            knobs=knobs(_stage.params),
+            # the command goes through params: `shell:` is evaluated when the job runs, after the loop ended
+            command=gkd_dag.resolve(_stage.command, SELECTORS),
+        resources:
+            **res(_stage.family),
+        log:
+            f"logs/snakemake/{_stage.name}.log",
+        benchmark:
+            f"benchmarks/runs/{_stage.name}.tsv"
+        threads: THREADS
+        shell:
+            "{params.command} > {log} 2>&1"
