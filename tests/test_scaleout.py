@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from conftest import run, tiny_params
 
-LAUNCH_2 = ["accelerate", "launch", "--quiet", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+# through the stages' own launcher: flags beyond a one-process config file go to `accelerate launch`
+LAUNCH_2 = [sys.executable, "-m", "gkd.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
             "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 

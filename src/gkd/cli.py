@@ -39,6 +39,28 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_times(args) -> int:
+    """Wall time per stage from Snakemake's `benchmark:` files, grouped by stage kind, with shares."""
+    import pandas as pd
+    rows = []
+    for path in sorted(Path(args.runs).glob("*.tsv")):
+        seconds = float(pd.read_csv(path, sep="\t")["s"].iloc[-1])
+        name = path.stem
+        kind = name.split("-")[0] if "-" in name else name
+        kind = f"{name.split('-')[0]}-{name.split('-')[1]}" if name.startswith(("f2f-", "ablation-")) else kind
+        rows.append({"stage": name, "kind": kind, "seconds": seconds})
+    if not rows:
+        print(f"no benchmark files in {args.runs}", file=sys.stderr)
+        return 1
+    df = pd.DataFrame(rows)
+    total = df["seconds"].sum()
+    by_kind = df.groupby("kind")["seconds"].agg(["count", "sum"]).sort_values("sum", ascending=False)
+    by_kind["share %"] = (100 * by_kind["sum"] / total).round(1)
+    print(by_kind.round(1).to_string())
+    print(f"total {total:.0f} s over {len(df)} stages (sum of stage wall times; Snakemake's own start-up not included)")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from gkd.predict import predict_folder
     n = predict_folder(Path(args.model), Path(args.images), Path(args.out), args.alpha)
@@ -68,6 +90,9 @@ def main(argv=None) -> int:
     b.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core)")
     b.add_argument("--workspace", default=None, help="an up-to-date pipeline workspace for the no-op rerun figure")
     b.set_defaults(fn=cmd_bench)
+    t = sub.add_parser("times", help="wall time per stage kind and its share, from Snakemake's benchmark files")
+    t.add_argument("--runs", default="benchmarks/runs")
+    t.set_defaults(fn=cmd_times)
     pr = sub.add_parser("predict", help="run a trained segmenter over a folder of images")
     pr.add_argument("--model", required=True, help="segmenter folder (e.g. models/gkd/stage2)")
     pr.add_argument("--images", required=True, help="folder of images")

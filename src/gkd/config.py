@@ -177,6 +177,7 @@ class F2FConfig:
 @dataclass(frozen=True)
 class AblationConfig:
     methods: list[str]    # GKD variants, each changing one switch (compared with the F2L `gkd` row)
+    random_student: str = ""  # a randomly initialised student preset: GKD from it is one more row ("" = none)
 
 
 @dataclass(frozen=True)
@@ -373,6 +374,8 @@ def from_dict(raw: dict, check_registries: bool = True) -> Config:
                               f"VFM-style student with the F2L one")
     for m in f2f.methods + ablation.methods:
         choose("method", m, method_configs)
+    if ablation.random_student:
+        choose("ablation.random_student", ablation.random_student, students)
     if ablation.methods and "gkd" not in methods:
         raise ConfigError("ablation.methods are compared with the F2L `gkd` row: add gkd to `methods`")
     adapt = build(AdaptConfig, raw["adapt"], "adapt")

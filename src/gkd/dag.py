@@ -23,9 +23,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# `accelerate launch`, entered through its module: the `accelerate` console script first imports every
-# subcommand (its `estimate` command pulls in timm, torchvision and torch._dynamo): ~2 s more per stage.
-LAUNCH = "python -m accelerate.commands.launch --quiet --config_file workflow/accelerate.yaml -m"
+# `accelerate launch` through gkd.launch: one interpreter where the config asks for one process, Accelerate's
+# own launcher for anything else (several GPUs or nodes).
+LAUNCH = "python -m gkd.launch --config_file workflow/accelerate.yaml -m"
 PY = "python -m"
 PACKAGE = Path(__file__).resolve().parent
 PIPELINES = {"main": "dvc.yaml", "seeds": "pipelines/seeds/dvc.yaml", "budget": "pipelines/budget/dvc.yaml",
@@ -77,17 +77,23 @@ class Run:
     seed: int | None = None   # None: params.yaml's `seed` (the single-seed tables)
     budget: int = 1
     pipeline: str = "main"
+    tag: str = ""             # a variant of the setting's student (the ablation's random-init row)
 
     @property
     def prefix(self) -> str:  # artifact paths: models/<prefix><method>/...
-        parts = ([] if self.setting == "f2l" else [self.setting]) + ([] if self.seed is None else [f"seed{self.seed}"])
-        parts += [] if self.budget == 1 else [f"budget{self.budget}"]
+        parts = ([] if self.setting == "f2l" else [self.setting]) + ([self.tag] if self.tag else [])
+        parts += ([] if self.seed is None else [f"seed{self.seed}"]) + ([] if self.budget == 1 else [f"budget{self.budget}"])
         return "".join(f"{p}/" for p in parts)
 
     def stage(self, kind: str, method: str | None = None) -> str:  # stage names: f2f-distill-gkd-seed1
         parts = ([] if self.setting == "f2l" else [self.setting]) + [kind] + ([method] if method else [])
-        parts += ([] if self.seed is None else [f"seed{self.seed}"]) + ([] if self.budget == 1 else [f"x{self.budget}"])
+        parts += ([self.tag] if self.tag else []) + ([] if self.seed is None else [f"seed{self.seed}"])
+        parts += [] if self.budget == 1 else [f"x{self.budget}"]
         return "-".join(parts)
+
+    def row(self, method: str) -> str:
+        """The row name the evaluation writes (report labels it): the method, @tag for a student variant."""
+        return f"{method}@{self.tag}" if self.tag else method
 
     @property
     def run_flags(self) -> list[tuple[str, str]]:
@@ -113,6 +119,9 @@ def runs(cfg) -> list[Run]:
             for k in cfg.budget.multipliers if k != 1]
     if cfg.ablation.methods:
         out.append(Run("ablation", "${student}", "student", tuple(cfg.ablation.methods), pipeline="ablation"))
+    if cfg.ablation.random_student:
+        out.append(Run("ablation", "${ablation.random_student}", "ablation.random_student", ("gkd",),
+                       pipeline="ablation", tag="random_init"))
     return out
 
 
@@ -125,6 +134,12 @@ def seed_runs(cfg, setting: str) -> list[Run]:
 # ---------------------------------------------------------------------------------------------- stages
 def common_flags(*selectors: str) -> list[tuple[str, str]]:
     return [("--params", "params.yaml")] + [(f"--{s}", f"${{{s}}}") for s in selectors]
+
+
+def selector_values(cfg) -> dict[str, str]:
+    """What the DVC templates in stage commands and paths stand for (Snakemake fills them in)."""
+    return {"benchmark": cfg.benchmark_name, "teacher": cfg.teacher_name, "student": cfg.student_name,
+            "f2f.student": cfg.f2f.student, "ablation.random_student": cfg.ablation.random_student}
 
 
 def shared_stages(cfg) -> list[Stage]:
@@ -155,12 +170,12 @@ def shared_stages(cfg) -> list[Stage]:
     ]
 
 
-def student_weights_stage(name: str, student: str, key: str) -> Stage:
+def student_weights_stage(name: str, student: str, key: str, pipeline: str = "main") -> Stage:
     """A student's initialisation; its preset's `weights` picks the recipe (both pretraining sections listed)."""
     return Stage(name, "gkd.stages.student_weights", common_flags("benchmark") + [
         ("--student", student), ("--data", DATA), ("--out", f"models/students/{student}")],
         [DATA], ["seed", "benchmarks.${benchmark}", key, f"students.{student}", "pretrain", "student_pretrain",
-                 "runtime"], outs=[f"models/students/{student}"], family="teacher")
+                 "runtime"], outs=[f"models/students/{student}"], family="teacher", pipeline=pipeline)
 
 
 def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
@@ -169,8 +184,8 @@ def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
     pair = common_flags("benchmark", "teacher") + [("--student", run.student)]
     knobs = ["seed", "benchmarks.${benchmark}", "views", "adapt", "runtime"]
     out: list[Stage] = []
-    if run.setting == "f2f" and run.seed is None:
-        out.append(student_weights_stage("f2f-student_weights", run.student, run.student_key))
+    if (run.setting == "f2f" or run.tag) and run.seed is None:
+        out.append(student_weights_stage(run.stage("student_weights"), run.student, run.student_key, run.pipeline))
     for method in run.methods:
         model, live = f"models/{run.prefix}{method}", f"logs/{run.prefix}{method}"
         method_flags = pair + [("--method", method)] + run.run_flags + [("--data", DATA)]
@@ -194,20 +209,21 @@ def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
             outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], pipeline=run.pipeline))
         out.append(Stage(
             run.stage("evaluate", method), "gkd.stages.evaluate", common_flags("benchmark") + [
-                ("--model", f"{model}/stage2"), ("--data", DATA), ("--out", run.metrics(method)), ("--name", method),
+                ("--model", f"{model}/stage2"), ("--data", DATA), ("--out", run.metrics(method)), ("--name", run.row(method)),
                 ("--per-image", run.per_image(method))],
             [DATA, f"{model}/stage2"], ["evaluate", "runtime"], outs=[run.per_image(method)],
             metrics=[run.metrics(method)], family="evaluate", pipeline=run.pipeline))
-    if run.seed is None and run.budget == 1:
+    if run.seed is None and run.budget == 1 and not run.tag:
         out.append(report_stage(cfg, run, groups))
     return out
 
 
 def report_stage(cfg, run: Run, groups: dict[str, list[str]]) -> Stage:
     """The setting's table and figures, and the stage-1 fidelity table of its label-free methods."""
+    variants = [r for r in runs(cfg) if r.setting == run.setting and r.tag and r.seed is None and r.budget == 1]
     rows = ["metrics/teacher.json"] + (["metrics/gkd.json"] if run.setting == "ablation" else [])
-    rows += [run.metrics(m) for m in run.methods]
-    stage1 = [f"models/{run.prefix}{m}/stage1" for m in run.methods if m in groups["stage1"]]
+    rows += [run.metrics(m) for m in run.methods] + [v.metrics(m) for v in variants for m in v.methods]
+    stage1 = [f"models/{r.prefix}{m}/stage1" for r in [run, *variants] for m in r.methods if m in groups["stage1"]]
     name = run.setting
     fidelity = "results/stage1_fidelity.csv" if name == "f2l" else f"results/{name}_stage1_fidelity.csv"
     fidelity_png = "plots/stage1_fidelity.png" if name == "f2l" else f"plots/{name}_stage1_fidelity.png"
@@ -293,8 +309,9 @@ def method_groups(cfg, methods) -> dict[str, list[str]]:
 def groups_of(cfg) -> dict[str, dict[str, list[str]]]:
     from gkd.config import check_registered
     check_registered(cfg)
+    ablation = list(cfg.ablation.methods) + (["gkd"] if cfg.ablation.random_student else [])
     return {"f2l": method_groups(cfg, cfg.methods), "f2f": method_groups(cfg, cfg.f2f.methods),
-            "ablation": method_groups(cfg, cfg.ablation.methods)}
+            "ablation": method_groups(cfg, ablation)}
 
 
 def cached_groups(cfg, cache: str | Path) -> dict:

@@ -25,8 +25,7 @@ except gkd_config.ConfigError as err:
     raise WorkflowError(f"params.yaml: {err}")
 
 THREADS = CFG.threads or workflow.cores  # torch threads per job (params.yaml: threads)
-SELECTORS = {"benchmark": CFG.benchmark_name, "teacher": CFG.teacher_name, "student": CFG.student_name,
-             "f2f.student": CFG.f2f.student}
+SELECTORS = gkd_dag.selector_values(CFG)
 
 
 def res(family):

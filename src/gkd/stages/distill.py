@@ -75,7 +75,7 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
     d = cfg.distill
     resume = out.with_name(f".{out.name}.resume")
     live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
-    report: dict = {"method": method_name, "seed": seed, "phases": {}}
+    report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed, "phases": {}}
     total_steps = 0
     for number, (key, domain, epochs) in enumerate(plan):
         phase = "1a" if key == "generic" else "1b"

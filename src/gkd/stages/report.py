@@ -21,12 +21,18 @@ from gkd.stages import common
 log = logging.getLogger(__name__)
 
 
+VARIANTS = {"random_init": "randomly initialised student"}  # gkd.dag Run.tag → what the row changes
+
+
 def row_label(cfg, name: str) -> str:
-    """Teacher → "Teacher"; a method → its display name ("+GKD"); an ablation variant → its key too."""
+    """Teacher → "Teacher"; a method → its display name ("+GKD"); an ablation variant → its key too; a
+    student variant (``gkd@random_init``) → the method's label and what differs."""
     if name == "teacher":
         return "Teacher"
     from gkd.distill import build_method
-    return build_method(cfg, name).label(name)
+    method, _, tag = name.partition("@")
+    label = build_method(cfg, method).label(method)
+    return f"{label} [{VARIANTS.get(tag, tag)}]" if tag else label
 
 
 def table(rows: list[tuple[str, dict]]) -> pd.DataFrame:
@@ -50,7 +56,7 @@ def expected_rows(cfg, setting: str) -> list[str]:
         return ["teacher", *cfg.methods]
     if setting == "f2f":
         return ["teacher", *cfg.f2f.methods]
-    return ["teacher", "gkd", *cfg.ablation.methods]
+    return ["teacher", "gkd", *cfg.ablation.methods] + (["gkd@random_init"] if cfg.ablation.random_student else [])
 
 
 def fidelity_table(cfg, stage1_dirs: list[Path]) -> pd.DataFrame:
@@ -58,7 +64,9 @@ def fidelity_table(cfg, stage1_dirs: list[Path]) -> pd.DataFrame:
     records = []
     for directory in stage1_dirs:
         report = json.loads((Path(directory) / "fidelity.json").read_text())
-        label = row_label(cfg, report["method"])
+        variant = report.get("student") not in (None, cfg.student_name) and \
+            report.get("student") == cfg.ablation.random_student
+        label = row_label(cfg, report["method"] + ("@random_init" if variant else ""))
         for phase, result in report["phases"].items():
             for domain, terms in result["domains"].items():
                 for term, v in terms.items():
