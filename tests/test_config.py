@@ -9,11 +9,13 @@ from conftest import ROOT, tiny_params
 
 def test_default_params_validate():
     cfg = load(ROOT / "params.yaml")
-    assert cfg.benchmark_name == "synthetic" and cfg.methods[0] == "student_only"
+    assert cfg.benchmark_name == "synthetic" and cfg.methods[:2] == ["student_frozen", "student_only"]
+    assert cfg.student.weights == "classify"
+    assert cfg.seed in cfg.seeds and 1 in cfg.budget.multipliers
 
 
 @pytest.mark.parametrize("key,value,needle", [
-    ("student", "vit_xl", "unknown student 'vit_xl'; valid choices: deit_b, deit_s, dinov2_b, dinov2_s, tiny_vfm_s, vit_s, vit_t, vit_t6"),
+    ("student", "vit_xl", "unknown student 'vit_xl'; valid choices: deit_b, deit_s, dinov2_b, dinov2_s, tiny_vfm_s, vit_s, vit_t, vit_t6, vit_t6_random"),
     ("teacher", "dino9", "unknown teacher 'dino9'; valid choices:"),
     ("benchmark", "kitti", "unknown benchmark 'kitti'; valid choices: city2acdc, gta2city, gta_synthia2city, "
                            "gta_synthia_urbansyn2city, potsdam2vaihingen, synthetic"),
@@ -90,6 +92,7 @@ def fresh_accelerator_state():
     """Accelerate keeps one process-wide state: reset it so later in-process stages run as configured."""
     import torch
     from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state()  # whatever in-process stage ran before
     yield
     AcceleratorState._reset_state()
     torch._dynamo.reset()

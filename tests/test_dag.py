@@ -20,7 +20,7 @@ def snakemake_jobs(repo, targets) -> dict[str, dict]:
     out = run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", *targets], cwd=repo).stdout
     jobs, job = {}, None
     for line in out.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):$", line)
+        m = re.match(r"^(?:local)?rule ([\w-]+):$", line)
         if m:
             job = {"rule": m.group(1), "input": set(), "output": set(), "wildcards": {}}
             continue

@@ -103,7 +103,7 @@ def test_corrupt_feature_shard_is_one_clear_error_and_nothing_is_lost(ws, tmp_pa
     proc = run([sys.executable] + cmd, cwd=ws, check=False)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: teacher feature shard") and "tokens-00000.npy" in last and "rerun" in last
+    assert last.startswith("error: teacher cache shard") and "tokens-00000.npy" in last and "rerun" in last
     assert not out.exists()
     assert (ws / "feat" / "train" / "tokens-00000.npy").stat().st_size > 500  # the real cache is untouched
 
@@ -142,10 +142,10 @@ def test_slurm_profile_dry_run_resolves_with_per_rule_resources(tmp_path):
     repo = copy_repo(tmp_path, params)
     out = run(["snakemake", "--profile", "workflow/profiles/slurm", "--dry-run", "results/f2l_table.csv"],
               cwd=repo).stdout
-    families = {"prepare": "data", "teacher_features": "teacher", "distill": "train", "evaluate": "evaluate"}
+    families = {"prepare": "data", "teacher_features": "teacher", "distill-gkd": "train", "evaluate-gkd": "evaluate"}
     blocks = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", out):
-        rule = re.match(r"(?:local)?rule (\w+):\n", block)
+    for block in re.split(r"\n(?=(?:local)?rule [\w-]+:\n)", out):
+        rule = re.match(r"(?:local)?rule ([\w-]+):\n", block)
         if rule:
             blocks.setdefault(rule.group(1), block)
     for rule, family in families.items():
@@ -153,4 +153,4 @@ def test_slurm_profile_dry_run_resolves_with_per_rule_resources(tmp_path):
         resources = re.search(r"^    resources: (.*)$", blocks[rule], re.M).group(1)
         for key in ("gpu", "mem_mb", "runtime"):
             assert f"{key}={want[key]}," in resources + ",", (rule, key, resources)
-    assert "slurm_partition=cpu" in blocks["prepare"] and "slurm_partition=gpu" in blocks["distill"]
+    assert "slurm_partition=cpu" in blocks["prepare"] and "slurm_partition=gpu" in blocks["distill-gkd"]
