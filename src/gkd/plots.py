@@ -99,18 +99,36 @@ def qualitative(rows: list[tuple[str, np.ndarray, np.ndarray, list[np.ndarray]]]
 
 
 def fidelity(df: pd.DataFrame, targets: list[str], path: Path, title: str) -> None:
-    """R² of each stage-1 term on each held-out domain, one panel per method (bars: terms)."""
+    """Per method: R² of each stage-1 loss term through its heads (top; below −1 drawn at −1), and the linear
+    probe's R² from the backbone alone after stage 1 (bars) and before it (dots) (bottom), per held-out domain."""
     import seaborn as sns
     plt = _plt()
     methods = list(dict.fromkeys(df["Method"]))
     order = [d for d in dict.fromkeys(df["domain"]) if d not in targets] + [t for t in targets if t in set(df["domain"])]
-    sns.set_theme(style="whitegrid", font_scale=0.9)
-    fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 4), dpi=110, squeeze=False, sharey=True)
-    for ax, method in zip(axes[0], methods):
-        sns.barplot(data=df[df["Method"] == method], x="domain", y="r2", hue="term", order=order, ax=ax,
+    heads = df[~df["term"].str.startswith("probe_")].assign(r2=lambda x: x["r2"].clip(lower=-1))
+    probe = df[df["term"].str.startswith("probe_")]
+    sns.set_theme(style="whitegrid", font_scale=0.85)
+    fig, axes = plt.subplots(2, len(methods), figsize=(5.5 * len(methods), 7.5), dpi=110, squeeze=False, sharey="row")
+    for col, method in enumerate(methods):
+        ax = axes[0, col]
+        sns.barplot(data=heads[heads["Method"] == method], x="domain", y="r2", hue="term", order=order, ax=ax,
                     palette="Set2")
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set(title=method, xlabel="held-out domain (source / generic / unseen targets)", ylabel="R² to the teacher")
+        ax.set(title=f"{method}: loss terms through the stage-1 heads", xlabel="", ylabel="R² to the teacher",
+               ylim=(-1.05, 1))
+        ax.tick_params(axis="x", rotation=35)
+        ax = axes[1, col]
+        rows = probe[probe["Method"] == method]
+        if len(rows):
+            sns.barplot(data=rows, x="domain", y="r2", hue="term", order=order, ax=ax, palette="Set1", alpha=0.7)
+            for k, term in enumerate(sorted(set(rows["term"]), key=list(dict.fromkeys(rows["term"])).index)):
+                init = rows[rows["term"] == term].set_index("domain").reindex(order)["r2_init"]
+                ax.scatter(np.arange(len(order)) + (k - 0.5) * 0.4, init.to_numpy(), color="black", s=14, zorder=3,
+                           label="before stage 1" if k == 0 else None)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set(title="linear probe from the backbone alone", xlabel="held-out domain (source / generic / unseen)",
+               ylabel="probe R²")
+        ax.legend(fontsize=7)
         ax.tick_params(axis="x", rotation=35)
     fig.suptitle(title)
     fig.tight_layout()

@@ -12,6 +12,12 @@ away — on the plain view of held-out images of one domain:
 
 Held-out masks are drawn per image (seeded by the image index) at the method's ratio, for every image:
 the patch term measures the masked prediction that the training loss asks for.
+
+The heads are part of the method (GKD's QSD heads route each output through a softmax over the
+teacher's tokens), so a second number looks at the backbone alone: a *linear probe* — ridge regression
+from the student's final tokens to the teacher's, fitted on the source training images and scored (R²) on
+each held-out domain, for the CLS token and the patch tokens. The same probe of the student *before*
+stage 1 says how much of that stage 1 added.
 """
 from __future__ import annotations
 
@@ -81,3 +87,47 @@ def measure(module, dataset, cache, constant: dict[str, torch.Tensor], mask_rati
         out[name] = {"mse": round(mse, 5), "baseline": round(s["base"] / (s["n"] * d), 5),
                      "r2": round(1.0 - mse / var, 5)}
     return out
+
+
+@torch.no_grad()
+def tokens(backbone, dataset, batch_size: int, device="cpu", limit: int | None = None) -> torch.Tensor:
+    """Final-norm tokens (N×(1+P)×D) of the plain view of the first ``limit`` images of ``dataset``."""
+    was_training = backbone.training
+    backbone.eval()
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    out = []
+    for start in range(0, n, batch_size):
+        images = torch.stack([dataset[i][0] for i in range(start, min(n, start + batch_size))]).to(device)
+        out.append(backbone.forward_tokens(images.float() / 255.0, with_levels=False)[0].cpu())
+    backbone.train(was_training)
+    return torch.cat(out)
+
+
+def _design(x: torch.Tensor) -> torch.Tensor:
+    x = x.double()
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+
+
+class LinearProbe:
+    """Ridge regressions student CLS → teacher CLS and student patch → teacher patch tokens."""
+
+    def __init__(self, student: torch.Tensor, teacher: torch.Tensor, ridge: float = 1e-3):
+        self.weights = {}
+        for part, (s, t) in self._parts(student, teacher).items():
+            x = _design(s)
+            gram = x.T @ x
+            lam = ridge * gram.diagonal().mean()
+            self.weights[part] = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), x.T @ t.double())
+
+    @staticmethod
+    def _parts(student: torch.Tensor, teacher: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {"cls": (student[:, 0], teacher[:, 0]),
+                "patch": (student[:, 1:].reshape(-1, student.shape[-1]), teacher[:, 1:].reshape(-1, teacher.shape[-1]))}
+
+    def r2(self, student: torch.Tensor, teacher: torch.Tensor) -> dict[str, float]:
+        out = {}
+        for part, (s, t) in self._parts(student, teacher).items():
+            t = t.double()
+            pred = _design(s) @ self.weights[part]
+            out[f"probe_{part}"] = round(float(1 - (pred - t).pow(2).mean() / t.var(dim=0, unbiased=False).mean()), 5)
+        return out

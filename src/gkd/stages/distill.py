@@ -16,6 +16,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gkd import features, io, train
@@ -75,14 +76,19 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
     d = cfg.distill
     resume = out.with_name(f".{out.name}.resume")
     live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
-    report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed, "phases": {}}
+    student.to(acc.device)
+    source = (SegmentationSplit(data, meta.source, "train", with_labels=False, memo_bytes=0),
+              features.TeacherCache(features_dir / "train"))
+    report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed,
+                    "init_probe": probe_report(student, source, held, cfg.evaluate.batch_size, acc.device),
+                    "phases": {}}
     total_steps = 0
     for number, (key, domain, epochs) in enumerate(plan):
         phase = "1a" if key == "generic" else "1b"
         done = resume / f"{phase}.done"
         if done.is_dir():  # finished before a restart: take its student and its report
             student = load_backbone(done, img_size=meta.image_size, seed=cfg.seed,
-                                    patch_size=cfg.benchmark.patch_size, with_mask_token=True)
+                                    patch_size=cfg.benchmark.patch_size, with_mask_token=True).to(acc.device)
             report["phases"][phase] = io.read_json(done / "phase.json")
             total_steps += report["phases"][phase]["steps"]
             log.info("phase %s: taken from %s", phase, done)
@@ -105,6 +111,7 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
                 continue  # 1a's heads are checked where they are chosen: held-out generic and source
             result["domains"][held_domain] = fidelity_mod.measure(
                 trained, ds, held_cache, constant, method.mask_ratio, cfg.evaluate.batch_size, device=acc.device)
+        result["probe"] = probe_report(trained.student, source, held, cfg.evaluate.batch_size, acc.device)
         log_fidelity(method_name, phase, result, live, total_steps)
         report["phases"][phase] = result
         student = trained.student
@@ -142,12 +149,27 @@ def stage1_step(cache: features.TeacherCache, views_cfg, data_seed: int, run_see
     return step
 
 
+PROBE_IMAGES = 1000  # source training images the linear probe is fitted on
+
+
+def probe_report(student, source, held: dict, batch_size: int, device) -> dict[str, dict[str, float]]:
+    """Linear-probe R² of the student's tokens to the teacher's on every held-out domain (gkd.distill.fidelity)."""
+    split, cache = source
+    fit = fidelity_mod.tokens(student, split, batch_size, device, limit=PROBE_IMAGES)
+    probe = fidelity_mod.LinearProbe(fit, cache.get("tokens", np.arange(len(fit))))
+    return {domain: probe.r2(fidelity_mod.tokens(student, ds, batch_size, device),
+                             held_cache.get("tokens", np.arange(len(ds))))
+            for domain, (ds, held_cache) in held.items()}
+
+
 def log_fidelity(method: str, phase: str, result: dict, live, step: int) -> None:
-    """One line per held-out domain: each term's value and its constant-mean baseline, and R²."""
+    """One line per held-out domain: each term's value and its constant-mean baseline, R², the probe's R²."""
     for domain, terms in result["domains"].items():
-        log.info("%s %s fidelity on held-out %s: %s", method, phase, domain,
+        probe = result.get("probe", {}).get(domain, {})
+        log.info("%s %s fidelity on held-out %s: %s; linear probe R² CLS %.2f, patch %.2f", method, phase, domain,
                  "; ".join(f"{t} {v['mse']:.3f} (baseline {v['baseline']:.3f}, R² {v['r2']:.2f})"
-                           for t, v in terms.items()))
+                           for t, v in terms.items()), probe.get("probe_cls", float("nan")),
+                 probe.get("probe_patch", float("nan")))
         if live is not None:
             live.step = step
             for t, v in terms.items():

@@ -60,7 +60,8 @@ def expected_rows(cfg, setting: str) -> list[str]:
 
 
 def fidelity_table(cfg, stage1_dirs: list[Path]) -> pd.DataFrame:
-    """Long table: Method, phase, domain, term, mse, baseline, r2 (from each stage-1 fidelity.json)."""
+    """Long table: Method, phase, domain, term, mse, baseline, r2 (from each stage-1 fidelity.json); the
+    linear-probe rows (term probe_cls / probe_patch) have r2 and r2_init (the student before stage 1)."""
     records = []
     for directory in stage1_dirs:
         report = json.loads((Path(directory) / "fidelity.json").read_text())
@@ -71,6 +72,9 @@ def fidelity_table(cfg, stage1_dirs: list[Path]) -> pd.DataFrame:
             for domain, terms in result["domains"].items():
                 for term, v in terms.items():
                     records.append({"Method": label, "phase": phase, "domain": domain, "term": term, **v})
+                for term, r2 in result.get("probe", {}).get(domain, {}).items():
+                    records.append({"Method": label, "phase": phase, "domain": domain, "term": term, "r2": r2,
+                                    "r2_init": report["init_probe"][domain][term]})
     return pd.DataFrame.from_records(records)
 
 
@@ -93,7 +97,7 @@ def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png
     if stage1 and fidelity_csv is not None:
         fid = fidelity_table(cfg, stage1)
         io.write_text(fidelity_csv, fid.to_csv(index=False))
-        last = fid[fid["phase"] == fid.groupby("Method")["phase"].transform("max")]
+        last = fid[fid["phase"] == fid.groupby("Method")["phase"].transform("max")]  # the heads stage 2 follows
         log.info("stage-1 fidelity (R², last phase):\n%s",
                  last.pivot_table(index=["Method", "term"], columns="domain", values="r2").round(3).to_string())
         if fidelity_png is not None:
