@@ -141,6 +141,16 @@ def test_dvc_exp_run_with_another_student_reruns_only_student_stages(dvc_repo):
     assert "metrics/gkd.json" in show and "vit_s" in show
 
 
+def test_a_snakemake_workspace_is_handed_to_dvc_with_one_commit(snakemake_repo, tmp_path):
+    """After Snakemake built the main pipeline, `dvc commit -f` records it: `dvc repro` has nothing to do."""
+    import shutil
+    repo = tmp_path / "handover"
+    shutil.copytree(snakemake_repo, repo, symlinks=True)
+    run(["dvc", "commit", "-f"], cwd=repo)
+    out = run(["dvc", "repro"], cwd=repo).stdout
+    assert "Running stage" not in out, out
+
+
 def test_editing_a_module_reruns_exactly_the_stages_that_import_it(dvc_repo):
     """Code dependencies are import closures: a reader only prepare imports, a method every stage that
     builds the method registry, the report module the report stages."""

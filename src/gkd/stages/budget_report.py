@@ -46,6 +46,8 @@ def run(cfg, metrics: list[Path], stage1: list[Path], out_csv: Path, out_png: Pa
         rec.update(fid.get((m["name"], budget), {}))
         records.append(rec)
     df = pd.DataFrame.from_records(records)
+    scores = [c for c in df.columns if c not in ("Method", "budget") and not c.startswith("R² ")]
+    df[scores] = df[scores].astype(float).round(2)
     df["ΔAvg vs previous budget"] = df.groupby("Method")["Avg"].diff().round(2)
     io.write_text(out_csv, df.to_csv(index=False))
     log.info("\n%s", df.to_string(index=False))
