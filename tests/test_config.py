@@ -138,3 +138,35 @@ def test_compile_path_runs_on_cpu(fresh_accelerator_state):
     compiled = acc.prepare(plain)
     assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
     torch.testing.assert_close(compiled(x), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_ablation_variants_are_overlays_of_gkd():
+    """Editing `gkd` changes every variant: a variant states only the switch it changes."""
+    import yaml
+    from gkd.config import from_dict, method_keys
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["method_configs"]["gkd"]["lambda_patch"] = 0.5
+    cfg = from_dict(raw)
+    for variant in cfg.ablation.methods:
+        options = cfg.method(variant).options
+        assert options["lambda_patch"] == (0.0 if variant == "gkd_no_patch" else 0.5), variant
+        assert method_keys(cfg, variant) == [f"method_configs.{variant}", "method_configs.gkd"]
+    assert cfg.method("gkd_no_mask").options["mask"] is False
+    raw["method_configs"]["gkd"]["base"] = "gkd_no_mask"
+    with pytest.raises(ConfigError, match="chain loops: gkd -> gkd_no_mask -> gkd"):
+        from_dict(raw)
+
+
+def test_json_schema_is_current_and_accepts_the_params():
+    """workflow/schemas/params.schema.json is what `gkd schema` writes from the types; params.yaml and
+    the tiny test config satisfy it; a misspelt key does not."""
+    import jsonschema
+    from gkd import schema
+    assert (ROOT / schema.SCHEMA_PATH).read_text() == schema.text(), "stale: run `gkd schema`"
+    spec = schema.params_schema()
+    jsonschema.validate(yaml.safe_load((ROOT / "params.yaml").read_text()), spec)
+    jsonschema.validate(tiny_params(), spec)
+    bad = tiny_params()
+    bad["distill"]["lr_typo"] = 1.0
+    with pytest.raises(jsonschema.ValidationError, match="lr_typo"):
+        jsonschema.validate(bad, spec)

@@ -39,6 +39,19 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_schema(args) -> int:
+    from gkd import io, schema
+    text = schema.text()
+    current = Path(args.out).read_text() if Path(args.out).is_file() else None
+    if args.check:
+        print(f"{args.out} is {'current' if current == text else 'stale: run `gkd schema`'}",
+              file=sys.stdout if current == text else sys.stderr)
+        return 0 if current == text else 1
+    io.write_text(args.out, text)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_times(args) -> int:
     """Wall time per stage from Snakemake's `benchmark:` files, grouped by stage kind, with shares."""
     import pandas as pd
@@ -90,6 +103,10 @@ def main(argv=None) -> int:
     b.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core)")
     b.add_argument("--workspace", default=None, help="an up-to-date pipeline workspace for the no-op rerun figure")
     b.set_defaults(fn=cmd_bench)
+    sc = sub.add_parser("schema", help="write the JSON schema of params.yaml (from the typed config)")
+    sc.add_argument("--out", default="workflow/schemas/params.schema.json")
+    sc.add_argument("--check", action="store_true", help="only check that the file is current (exit 1 if not)")
+    sc.set_defaults(fn=cmd_schema)
     t = sub.add_parser("times", help="wall time per stage kind and its share, from Snakemake's benchmark files")
     t.add_argument("--runs", default="benchmarks/runs")
     t.set_defaults(fn=cmd_times)

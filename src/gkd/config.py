@@ -303,6 +303,8 @@ def build(cls, data: Any, where: str, extra_field: str | None = None):
 
 
 SELECTORS = ("benchmark", "teacher", "student")
+REQUIRED = ("benchmark", "teacher", "student", "methods", "seed", "seeds", "benchmarks", "teachers", "students",
+            "method_configs", "pretrain", "student_pretrain", "views", "teacher_features", "distill", "adapt", "evaluate")
 
 
 def load(path: str | Path = "params.yaml", **overrides: Optional[str]) -> Config:
@@ -345,17 +347,14 @@ def _yaml11_no(runtime: Any) -> Any:
 def from_dict(raw: dict, check_registries: bool = True) -> Config:
     """The validated config; ``check_registries=False`` leaves out the checks that import torch
     (Snakemake's parse does them through ``gkd.dag.cached_groups``, once per params/code change)."""
-    required = ("benchmark", "teacher", "student", "methods", "seed", "seeds", "benchmarks", "teachers", "students",
-                "method_configs", "pretrain", "student_pretrain", "views", "teacher_features", "distill", "adapt",
-                "evaluate")
-    missing = [k for k in required if k not in raw]
+    missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise ConfigError(f"params: missing key(s) {', '.join(missing)}")
     benchmarks = {k: build(BenchmarkConfig, v, f"benchmarks.{k}") for k, v in raw["benchmarks"].items()}
     teachers = {k: build(ModelConfig, v, f"teachers.{k}") for k, v in raw["teachers"].items()}
     students = {k: build(ModelConfig, v, f"students.{k}") for k, v in raw["students"].items()}
     method_configs = {k: build(MethodConfig, v, f"method_configs.{k}", extra_field="options")
-                      for k, v in raw["method_configs"].items()}
+                      for k, v in resolve_bases(raw["method_configs"]).items()}
     bench = _check_type(raw["benchmark"], str, "benchmark")
     teacher = _check_type(raw["teacher"], str, "teacher")
     student = _check_type(raw["student"], str, "student")
@@ -402,6 +401,47 @@ def from_dict(raw: dict, check_registries: bool = True) -> Config:
     if check_registries:
         check_registered(cfg)
     return cfg
+
+
+def resolve_bases(entries: dict) -> dict:
+    """Method entries with ``base: <other>`` are overlays: the other entry's settings, then their own.
+
+    So an ablation variant (``gkd_no_mask: {base: gkd, mask: false}``) changes one switch of whatever
+    ``gkd`` says in params.yaml — never of a default in code.
+    """
+    if not isinstance(entries, dict):
+        raise ConfigError(f"method_configs: expected a mapping, got {entries!r}")
+    out: dict = {}
+
+    def resolve(name: str, chain: tuple[str, ...]) -> dict:
+        if name in out:
+            return out[name]
+        entry = entries[name]
+        if not isinstance(entry, dict):
+            raise ConfigError(f"method_configs.{name}: expected a mapping, got {entry!r}")
+        base = entry.get("base")
+        if base is None:
+            out[name] = dict(entry)
+            return out[name]
+        if base in chain + (name,):
+            raise ConfigError(f"method_configs.{name}: `base` chain loops: {' -> '.join(chain + (name, base))}")
+        choose(f"method_configs.{name}.base", base, entries)
+        merged = {**resolve(base, chain + (name,)), **{k: v for k, v in entry.items() if k != "base"}}
+        out[name] = merged
+        return merged
+
+    for name in entries:
+        resolve(name, ())
+    return {name: out[name] for name in entries}
+
+
+def method_keys(cfg: Config, name: str) -> list[str]:
+    """The params keys a method's settings come from: its entry and its `base` chain (gkd.dag lists them)."""
+    keys, entries = [], cfg.raw.get("method_configs", {})
+    while name is not None and f"method_configs.{name}" not in keys:
+        keys.append(f"method_configs.{name}")
+        name = entries.get(name, {}).get("base")
+    return keys
 
 
 def check_registered(cfg: Config) -> None:

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gkd.config import method_keys
+
 # `accelerate launch` through gkd.launch: one interpreter where the config asks for one process, Accelerate's
 # own launcher for anything else (several GPUs or nodes).
 LAUNCH = "python -m gkd.launch --config_file workflow/accelerate.yaml -m"
@@ -195,7 +197,7 @@ def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
                     ("--student-weights", student_dir), ("--features", FEATURES), ("--out", f"{model}/stage1"),
                     ("--live", f"{live}/stage1")],
                 [DATA, student_dir, FEATURES],
-                ["seed", "benchmarks.${benchmark}", "views", "distill", "evaluate", f"method_configs.{method}",
+                ["seed", "benchmarks.${benchmark}", "views", "distill", "evaluate", *method_keys(cfg, method),
                  "runtime"], outs=[f"{model}/stage1"], plots=[f"{live}/stage1"], pipeline=run.pipeline))
             init, extra = f"{model}/stage1", []
             kind = "adapt"
@@ -205,7 +207,7 @@ def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
         out.append(Stage(
             run.stage(kind, method), "gkd.stages.adapt", method_flags + [("--init", init)] + extra + [
                 ("--out", f"{model}/stage2"), ("--live", f"{live}/stage2")],
-            [DATA, init] + ([TEACHER_TASK, FEATURES] if extra else []), knobs + [f"method_configs.{method}"],
+            [DATA, init] + ([TEACHER_TASK, FEATURES] if extra else []), knobs + method_keys(cfg, method),
             outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], pipeline=run.pipeline))
         out.append(Stage(
             run.stage("evaluate", method), "gkd.stages.evaluate", common_flags("benchmark") + [
