@@ -159,6 +159,44 @@ def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phase
     return total
 
 
+class StageRun:
+    """What every training stage shares, in one place: the accelerator, the seed, the resume folder next to
+    the output, the dvclive logger, the atomic save of the artifact and the clean-up.
+
+        with StageRun(cfg.runtime, seed, out, live_dir) as run:
+            ... train with run.acc, resume_dir=run.resume, live=run.live ...
+            run.save(lambda tmp: save_segmenter(tmp, ...))
+
+    ``save`` writes on the main process only, into a temporary folder renamed to ``out`` when complete; on a
+    clean exit the logger is closed, every process waits for the others and the snapshots are removed (an
+    exception keeps them, for the restart).
+    """
+
+    def __init__(self, runtime, seed: int, out: Path, live_dir: Path | None = None):
+        self.acc = make_accelerator(runtime)
+        seed_everything(seed)
+        self.out = Path(out)
+        self.resume = self.out.with_name(f".{self.out.name}.resume")
+        self.live = open_live(live_dir, resume=self.resume.exists()) if self.acc.is_main_process else None
+
+    def __enter__(self) -> "StageRun":
+        return self
+
+    def save(self, write: Callable[[Path], None]) -> None:
+        from gkd import io
+        if self.acc.is_main_process:
+            with io.atomic_path(self.out, is_dir=True) as tmp:
+                write(tmp)
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None:
+            return
+        if self.live is not None:
+            self.live.end()
+        self.acc.wait_for_everyone()
+        shutil.rmtree(self.resume, ignore_errors=True)
+
+
 def open_live(directory: Path | None, resume: bool):
     """A dvclive logger writing only files (no git/DVC side effects); None where not wanted."""
     if directory is None:

@@ -8,10 +8,9 @@ end, the KD ones with their distillation terms on cached teacher outputs.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
-from gkd import io
+from gkd import train
 from gkd.config import ConfigError
 from gkd.data.prepared import read_meta
 from gkd.distill import build_method
@@ -25,7 +24,6 @@ log = logging.getLogger(__name__)
 
 def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: Path | None,
         features: Path | None, live_dir: Path | None) -> None:
-    from gkd import train
     method = build_method(cfg, method_name)
     if "logits" in method.teacher_inputs and teacher_task is None:
         raise ConfigError(f"method {method_name!r} needs teacher logits: pass --teacher-task")
@@ -33,32 +31,24 @@ def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: 
         raise ConfigError(f"method {method_name!r} needs teacher features: pass --features")
     meta = read_meta(data)
     a = cfg.adapt
-    acc = train.make_accelerator(cfg.runtime)
-    train.seed_everything(cfg.train_seed)
-    patch = cfg.benchmark.patch_size
-    backbone = load_backbone(init, img_size=meta.image_size, seed=cfg.seed, patch_size=patch)
-    model = new_segmenter(backbone, a.decoder, a.decoder_dim, meta.num_classes)
-    caches = {name: TeacherCache(teacher_task / "logits" if name == "logits" else features / "train")
-              for name in method.teacher_inputs}
-    teacher_shapes = {k: c.shape(k) for k, c in caches.items()}
-    extra = method.task_module(student_dim=backbone.embed_dim, num_classes=meta.num_classes,
-                               teacher_shapes=teacher_shapes, grid=backbone.grid)
-    frozen = method.frozen_backbone()
-    resume = out.with_name(f".{out.name}.resume")
-    live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
-    trained, steps = fit_segmenter(cfg, acc, model, method, frozen=frozen, data=data, source=meta.source,
-                                   teacher=caches, extra=extra, resume_dir=resume, live=live, desc=f"adapt {method_name}")
-    if acc.is_main_process:
-        with io.atomic_path(out, is_dir=True) as tmp:
-            save_segmenter(tmp, trained, meta.image_size, a.decoder, a.decoder_dim, meta.classes,
-                           {"role": "student", "method": method_name, "student": cfg.student_name,
-                            "teacher": cfg.teacher_name if (method.stage1 or caches) else None,
-                            "frozen_backbone": frozen, "steps": steps, "benchmark": cfg.benchmark_name,
-                            "seed": cfg.train_seed, "budget": cfg.budget_multiplier}, palette=meta.palette)
-        if live is not None:
-            live.end()
-    acc.wait_for_everyone()
-    shutil.rmtree(resume, ignore_errors=True)
+    with train.StageRun(cfg.runtime, cfg.train_seed, out, live_dir) as run:
+        backbone = load_backbone(init, img_size=meta.image_size, seed=cfg.seed, patch_size=cfg.benchmark.patch_size)
+        model = new_segmenter(backbone, a.decoder, a.decoder_dim, meta.num_classes)
+        caches = {name: TeacherCache(teacher_task / "logits" if name == "logits" else features / "train")
+                  for name in method.teacher_inputs}
+        teacher_shapes = {k: c.shape(k) for k, c in caches.items()}
+        extra = method.task_module(student_dim=backbone.embed_dim, num_classes=meta.num_classes,
+                                   teacher_shapes=teacher_shapes, grid=backbone.grid)
+        frozen = method.frozen_backbone()
+        trained, steps = fit_segmenter(cfg, run.acc, model, method, frozen=frozen, data=data, source=meta.source,
+                                       teacher=caches, extra=extra, resume_dir=run.resume, live=run.live,
+                                       desc=f"adapt {method_name}")
+        run.save(lambda tmp: save_segmenter(
+            tmp, trained, meta.image_size, a.decoder, a.decoder_dim, meta.classes,
+            {"role": "student", "method": method_name, "student": cfg.student_name,
+             "teacher": cfg.teacher_name if (method.stage1 or caches) else None, "frozen_backbone": frozen,
+             "steps": steps, "benchmark": cfg.benchmark_name, "seed": cfg.train_seed, "budget": cfg.budget_multiplier},
+            palette=meta.palette))
 
 
 def main(argv=None) -> None:

@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from gkd import config as config_mod
 from gkd.errors import GKDError
@@ -52,7 +53,7 @@ def set_threads(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(n)
 
 
-def fail(err: Exception) -> "NoReturn":  # noqa: F821
+def fail(err: Exception) -> NoReturn:
     print(f"error: {err}", file=sys.stderr)
     raise SystemExit(2)
 

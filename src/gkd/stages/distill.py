@@ -63,75 +63,69 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
             held[domain] = (ds, features.TeacherCache(features_dir / features.heldout_key(domain))
                             .check(len(ds), 1, f"{domain}/{split}"))
 
-    acc = train.make_accelerator(cfg.runtime)
     seed = cfg.train_seed
-    train.seed_everything(seed)
-    student = load_backbone(student_weights, img_size=meta.image_size, seed=cfg.seed,
-                            patch_size=cfg.benchmark.patch_size, with_mask_token=True)
-    first = caches[plan[0][0]]
-    teacher_dim = first.shape("tokens")[-1]
-    if first.shape("tokens")[0] != 1 + student.num_patches:
-        raise ConfigError(f"token grids differ: teacher cache has {first.shape('tokens')[0] - 1} patches, student "
-                          f"{student.num_patches}; both must use the benchmark's patch_size")
-    d = cfg.distill
-    resume = out.with_name(f".{out.name}.resume")
-    live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
-    student.to(acc.device)
-    source = (SegmentationSplit(data, meta.source, "train", with_labels=False, memo_bytes=0),
-              features.TeacherCache(features_dir / "train"))
-    report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed,
-                    "init_probe": probe_report(student, source, held, cfg.evaluate.batch_size, acc.device),
-                    "phases": {}}
-    total_steps = 0
-    for number, (key, domain, epochs) in enumerate(plan):
-        phase = "1a" if key == "generic" else "1b"
-        done = resume / f"{phase}.done"
-        if done.is_dir():  # finished before a restart: take its student and its report
-            student = load_backbone(done, img_size=meta.image_size, seed=cfg.seed,
-                                    patch_size=cfg.benchmark.patch_size, with_mask_token=True).to(acc.device)
-            report["phases"][phase] = io.read_json(done / "phase.json")
-            total_steps += report["phases"][phase]["steps"]
-            log.info("phase %s: taken from %s", phase, done)
-            continue
-        torch.manual_seed(seed + number)  # fresh heads, deterministic per run and phase
-        module = method.stage1_module(student, teacher_dim)
-        optimizer = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), d.lr, d.weight_decay))
-        cache = caches[key]
-        step = stage1_step(cache, v, cfg.seed, seed, method.mask_ratio, student.num_patches, acc.device)
-        steps = train.fit(acc=acc, module=module, optimizer=optimizer, phases=[train.Phase(key, splits[key], epochs)],
-                          batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=seed,
-                          resume_dir=resume / phase, checkpoint_every=d.checkpoint_every, live=live,
-                          desc=f"distill {method_name} {phase}", metric_prefix=f"train/{phase}/")
-        total_steps += steps
-        trained = acc.unwrap_model(module)
-        constant = fidelity_mod.constant_predictions(cache)
-        result = {"split": f"{domain}/train", "epochs": epochs, "steps": steps, "domains": {}}
-        for held_domain, (ds, held_cache) in held.items():
-            if phase == "1a" and held_domain not in ("generic", meta.source):
-                continue  # 1a's heads are checked where they are chosen: held-out generic and source
-            result["domains"][held_domain] = fidelity_mod.measure(
-                trained, ds, held_cache, constant, method.mask_ratio, cfg.evaluate.batch_size, device=acc.device)
-        result["probe"] = probe_report(trained.student, source, held, cfg.evaluate.batch_size, acc.device)
-        log_fidelity(method_name, phase, result, live, total_steps)
-        report["phases"][phase] = result
-        student = trained.student
-        if acc.is_main_process and number + 1 < len(plan):
-            with io.atomic_path(done, is_dir=True) as tmp:
-                save_backbone(tmp, student, cfg.student, meta.image_size, {})
-                io.write_json(tmp / "phase.json", result)
-            shutil.rmtree(resume / phase, ignore_errors=True)  # its snapshots are superseded by `done`
-        acc.wait_for_everyone()
-    if acc.is_main_process:
-        with io.atomic_path(out, is_dir=True) as tmp:
+    with train.StageRun(cfg.runtime, seed, out, live_dir) as run:
+        acc, resume, live = run.acc, run.resume, run.live
+        student = load_backbone(student_weights, img_size=meta.image_size, seed=cfg.seed,
+                                patch_size=cfg.benchmark.patch_size, with_mask_token=True)
+        first = caches[plan[0][0]]
+        teacher_dim = first.shape("tokens")[-1]
+        if first.shape("tokens")[0] != 1 + student.num_patches:
+            raise ConfigError(f"token grids differ: teacher cache has {first.shape('tokens')[0] - 1} patches, "
+                              f"student {student.num_patches}; both must use the benchmark's patch_size")
+        d = cfg.distill
+        student.to(acc.device)
+        source = (SegmentationSplit(data, meta.source, "train", with_labels=False, memo_bytes=0),
+                  features.TeacherCache(features_dir / "train"))
+        report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed,
+                        "init_probe": probe_report(student, source, held, cfg.evaluate.batch_size, acc.device),
+                        "phases": {}}
+        total_steps = 0
+        for number, (key, domain, epochs) in enumerate(plan):
+            phase = "1a" if key == "generic" else "1b"
+            done = resume / f"{phase}.done"
+            if done.is_dir():  # finished before a restart: take its student and its report
+                student = load_backbone(done, img_size=meta.image_size, seed=cfg.seed,
+                                        patch_size=cfg.benchmark.patch_size, with_mask_token=True).to(acc.device)
+                report["phases"][phase] = io.read_json(done / "phase.json")
+                total_steps += report["phases"][phase]["steps"]
+                log.info("phase %s: taken from %s", phase, done)
+                continue
+            torch.manual_seed(seed + number)  # fresh heads, deterministic per run and phase
+            module = method.stage1_module(student, teacher_dim)
+            optimizer = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), d.lr, d.weight_decay))
+            cache = caches[key]
+            step = stage1_step(cache, v, cfg.seed, seed, method.mask_ratio, student.num_patches, acc.device)
+            steps = train.fit(acc=acc, module=module, optimizer=optimizer,
+                              phases=[train.Phase(key, splits[key], epochs)], batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=seed,
+                              resume_dir=resume / phase, checkpoint_every=d.checkpoint_every, live=live,
+                              desc=f"distill {method_name} {phase}", metric_prefix=f"train/{phase}/")
+            total_steps += steps
+            trained = acc.unwrap_model(module)
+            constant = fidelity_mod.constant_predictions(cache)
+            result = {"split": f"{domain}/train", "epochs": epochs, "steps": steps, "domains": {}}
+            for held_domain, (ds, held_cache) in held.items():
+                if phase == "1a" and held_domain not in ("generic", meta.source):
+                    continue  # 1a's heads are checked where they are chosen: held-out generic and source
+                result["domains"][held_domain] = fidelity_mod.measure(
+                    trained, ds, held_cache, constant, method.mask_ratio, cfg.evaluate.batch_size, device=acc.device)
+            result["probe"] = probe_report(trained.student, source, held, cfg.evaluate.batch_size, acc.device)
+            log_fidelity(method_name, phase, result, live, total_steps)
+            report["phases"][phase] = result
+            student = trained.student
+            if acc.is_main_process and number + 1 < len(plan):
+                with io.atomic_path(done, is_dir=True) as tmp:
+                    save_backbone(tmp, student, cfg.student, meta.image_size, {})
+                    io.write_json(tmp / "phase.json", result)
+                shutil.rmtree(resume / phase, ignore_errors=True)  # its snapshots are superseded by `done`
+            acc.wait_for_everyone()
+
+        def write(tmp: Path) -> None:
             save_backbone(tmp, student, cfg.student, meta.image_size,
                           {"method": method_name, "teacher": cfg.teacher_name, "seed": seed, "steps": total_steps,
-                           "budget": cfg.budget_multiplier,
-                           "phases": [dict(split=k, epochs=e) for k, _, e in plan]})
+                           "budget": cfg.budget_multiplier, "phases": [dict(split=k, epochs=e) for k, _, e in plan]})
             io.write_json(tmp / "fidelity.json", report)
-        if live is not None:
-            live.end()
-    acc.wait_for_everyone()
-    shutil.rmtree(resume, ignore_errors=True)
+        run.save(write)
 
 
 def stage1_step(cache: features.TeacherCache, views_cfg, data_seed: int, run_seed: int, mask_ratio: float,

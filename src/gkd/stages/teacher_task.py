@@ -8,12 +8,11 @@ logit-distillation baselines (signal ``logits`` of ``gkd.features``).
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import torch
 
-from gkd import features, io
+from gkd import features, train
 from gkd.data.prepared import SegmentationSplit, read_meta
 from gkd.distill.student_only import StudentOnly, StudentOnlyOptions
 from gkd.distill.task import fit_segmenter
@@ -24,27 +23,22 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg, data: Path, teacher_dir: Path, out: Path, live_dir: Path | None) -> None:
-    from gkd import train
-    acc = train.make_accelerator(cfg.runtime)
-    train.seed_everything(cfg.seed)
     meta = read_meta(data)
     a = cfg.adapt
-    teacher = load_backbone(teacher_dir, img_size=meta.image_size, seed=cfg.seed, patch_size=cfg.benchmark.patch_size)
-    model = new_segmenter(teacher, a.decoder, a.decoder_dim, meta.num_classes)
-    resume = out.with_name(f".{out.name}.resume")
-    live = train.open_live(live_dir, resume=resume.exists()) if acc.is_main_process else None
-    trained, steps = fit_segmenter(cfg, acc, model, StudentOnly(StudentOnlyOptions()), frozen=True, data=data,
-                                   source=meta.source, teacher={}, resume_dir=resume, live=live, desc="teacher decoder")
-    if acc.is_main_process:
-        with io.atomic_path(out, is_dir=True) as tmp:
+    with train.StageRun(cfg.runtime, cfg.seed, out, live_dir) as run:
+        teacher = load_backbone(teacher_dir, img_size=meta.image_size, seed=cfg.seed,
+                                patch_size=cfg.benchmark.patch_size)
+        model = new_segmenter(teacher, a.decoder, a.decoder_dim, meta.num_classes)
+        trained, steps = fit_segmenter(cfg, run.acc, model, StudentOnly(StudentOnlyOptions()), frozen=True, data=data,
+                                       source=meta.source, teacher={}, resume_dir=run.resume, live=run.live,
+                                       desc="teacher decoder")
+
+        def write(tmp: Path) -> None:
             save_segmenter(tmp, trained, meta.image_size, a.decoder, a.decoder_dim, meta.classes,
                            {"role": "teacher", "teacher": cfg.teacher_name, "benchmark": cfg.benchmark_name,
                             "frozen_backbone": True, "steps": steps}, palette=meta.palette)
-            cache_logits(cfg, trained.eval(), data, meta.source, tmp / "logits", acc.device)
-        if live is not None:
-            live.end()
-    acc.wait_for_everyone()
-    shutil.rmtree(resume, ignore_errors=True)
+            cache_logits(cfg, trained.eval(), data, meta.source, tmp / "logits", run.acc.device)
+        run.save(write)
 
 
 @torch.no_grad()
