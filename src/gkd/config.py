@@ -448,7 +448,7 @@ def check_registered(cfg: Config) -> None:
     """Names and options that live in code registries (decoders, methods): these import torch."""
     from gkd.distill import method_options
     from gkd.models.decoders import DECODERS
-    choose("decoder", cfg.adapt.decoder, DECODERS)
+    DECODERS.lookup(cfg.adapt.decoder)
     for name in cfg.method_configs:
         method_options(cfg, name)
 

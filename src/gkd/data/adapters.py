@@ -5,23 +5,18 @@ a reader reruns `prepare` and what follows from its data, not every training sta
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from gkd.config import BenchmarkConfig
+from gkd.registry import Registry
 
 # An adapter turns a benchmark preset into its class list, palette and the records of every split.
 # records: iterator of (domain, split, iterator of (name, image H×W×3 uint8, label H×W uint8)).
 Records = Iterator[tuple[str, str, int, Iterator[tuple[str, np.ndarray, np.ndarray]]]]
-ADAPTERS: dict[str, Callable[[BenchmarkConfig, int], tuple[dict, Records]]] = {}
-
-
-def register_adapter(name: str):
-    def deco(fn):
-        ADAPTERS[name] = fn
-        return fn
-    return deco
+ADAPTERS = Registry("dataset adapter")  # name -> fn(BenchmarkConfig, seed) -> (info, Records)
+register_adapter = ADAPTERS.register
 
 
 @register_adapter("synthetic")

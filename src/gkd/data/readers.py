@@ -23,6 +23,7 @@ import numpy as np
 
 from gkd.config import ConfigError, choose
 from gkd.data import labelmaps as lm
+from gkd.registry import Registry
 
 log = logging.getLogger("gkd.data")
 
@@ -191,20 +192,16 @@ class Reader:
         return decode_label(path, encoding, read_index_label(path, encoding.description))
 
 
-READERS: dict[str, Reader] = {}
+READERS = Registry("dataset reader")
 
 
 def register_reader(cls: type[Reader]) -> type[Reader]:
     """Class decorator: register one instance of ``cls`` under ``cls.name``."""
-    if cls.name in READERS:
-        raise ValueError(f"dataset reader {cls.name!r} registered twice")
-    READERS[cls.name] = cls()
+    READERS.add(cls.name, cls())
     return cls
 
 
-def get_reader(name: str) -> Reader:
-    """The registered reader ``name``; ConfigError listing the valid names otherwise."""
-    return READERS[choose("dataset reader", name, READERS)]
+get_reader = READERS.lookup
 
 
 # The dataset modules register themselves; import them here so the registry is complete.

@@ -13,12 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-METHODS: dict[str, type["Method"]] = {}
+from gkd.registry import Registry
 
-
-def register_method(cls):
-    METHODS[cls.name] = cls
-    return cls
+METHODS = Registry("method")
+register_method = METHODS.register
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ def method_options(cfg, name: str):
     """The typed options of ``method_configs.<name>`` (unknown keys and wrong types are errors)."""
     from gkd.config import build, choose
     mc = cfg.method(name)
-    cls = METHODS[choose("algo", mc.algo, METHODS)]
+    cls = METHODS.lookup(mc.algo)
     return cls, build(cls.Options, mc.options, f"method_configs.{name}")
 
 

