@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gkd.distill.afdcd import AfDCD, AfDCDOptions, omni_contrastive
-from gkd.distill.cwd import channel_kl
-from gkd.distill.vanilla_kd import pixel_kl
-from gkd.distill.vitkd import ViTKD, ViTKDOptions
+from gkd.methods.afdcd import AfDCD, AfDCDOptions, omni_contrastive
+from gkd.methods.cwd import channel_kl
+from gkd.methods.vanilla_kd import pixel_kl
+from gkd.methods.vitkd import ViTKD, ViTKDOptions
 
 
 def test_pixel_kl_zero_at_equality_positive_otherwise_and_teacher_gets_no_grad():
@@ -57,7 +57,7 @@ def test_seg_task_never_lets_gradient_into_teacher_inputs():
     from gkd.config import ModelConfig
     from gkd.models.artifacts import new_segmenter
     from gkd.models.backbone import create_backbone
-    from gkd.distill.task import SegTask
+    from gkd.task import SegTask
     seg = new_segmenter(create_backbone(ModelConfig("vit_tiny_patch16_224", 8, embed_dim=32, depth=3, num_heads=2),
                                         32, seed=0), "mlp", 16, 5)
     m = AfDCD(AfDCDOptions(groups=4))
@@ -108,8 +108,8 @@ def test_vitkd_terms_zero_when_generator_is_exact_and_gradients():
 def test_proteus_patch_loss_only_at_masked_positions():
     import numpy as np
     from gkd.config import ModelConfig
-    from gkd.distill.masking import first_half_mask
-    from gkd.distill.proteus import Proteus, ProteusOptions
+    from gkd.methods.masking import first_half_mask
+    from gkd.methods.proteus import Proteus, ProteusOptions
     from gkd.models.backbone import create_backbone
     student = create_backbone(ModelConfig("vit_tiny_patch16_224", 8, embed_dim=32, depth=2, num_heads=2), 32,
                               seed=0, with_mask_token=True)

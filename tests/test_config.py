@@ -3,7 +3,8 @@ import shutil
 import pytest
 import yaml
 
-from gkd.config import ConfigError, from_dict, load, merge
+from gkd.config import ConfigError, merge
+from gkd.validate import from_dict, load
 from conftest import ROOT, tiny_params
 
 

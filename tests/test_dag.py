@@ -66,7 +66,7 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, variant):
     repo = copy_repo(tmp_path, params)
     smk, dvc = snakemake_jobs(repo, ALL_TARGETS), dvc_stages(repo)
     assert sorted(smk) == sorted(dvc)
-    expected = {"prepare", "teacher_features", "distill-gkd", "adapt-gkd", "train-student_only", "report",
+    expected = {"prepare", "teacher_features", "distill-gkd", "adapt-gkd", "adapt-student_only", "report",
                 "f2f-student_weights", "f2f-distill-gkd", "f2f-report", "qualitative", "distill-gkd-seed1",
                 "f2f-evaluate-gkd-seed1", "seeds-report", "f2f-seeds-report", "distill-gkd-x2", "budget-report",
                 "ablation-distill-gkd_no_mask", "ablation-adapt-gkd_finetune", "ablation-report"}
@@ -80,7 +80,7 @@ def test_code_dependencies_are_each_stage_modules_import_closure():
     the Mapillary reader is prepare's business only; every stage depends on stages/common.py."""
     from gkd import dag
     closure = set(dag.code_deps("gkd.stages.distill"))
-    assert {"src/gkd/stages/distill.py", "src/gkd/stages/common.py", "src/gkd/distill/gkd.py",
+    assert {"src/gkd/stages/distill.py", "src/gkd/stages/common.py", "src/gkd/methods/gkd.py",
             "src/gkd/features.py", "src/gkd/data/views.py"} <= closure
     assert "src/gkd/data/mapillary.py" not in closure and "src/gkd/stages/adapt.py" not in closure
     assert "src/gkd/data/mapillary.py" in dag.code_deps("gkd.stages.prepare")

@@ -12,7 +12,7 @@ from conftest import ALL
 @pytest.mark.parametrize("method", ALL + ["student_frozen"])
 def test_method_trains_and_evaluates(ws, method):
     from gkd.config import load
-    from gkd.distill import build_method
+    from gkd.methods import build_method
     from gkd.stages import adapt, distill, evaluate
     p = ["--params", str(ws / "params.yaml")]
     data, init = str(ws / "data"), str(ws / "student")

@@ -135,7 +135,7 @@ def test_dvc_push_then_fresh_clone_pull_restores_everything(dvc_repo, tmp_path):
 def test_dvc_exp_run_with_another_student_reruns_only_student_stages(dvc_repo):
     out = run(["dvc", "exp", "run", "-S", "student=vit_s"], cwd=dvc_repo).stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"student_weights", "distill-gkd", "adapt-gkd", "train-student_only", "evaluate-gkd",
+    assert ran == {"student_weights", "distill-gkd", "adapt-gkd", "adapt-student_only", "evaluate-gkd",
                    "evaluate-student_only", "report", "qualitative"}, ran
     show = run(["dvc", "exp", "show", "--json"], cwd=dvc_repo).stdout
     assert "metrics/gkd.json" in show and "vit_s" in show
@@ -156,7 +156,7 @@ def test_editing_a_module_reruns_exactly_the_stages_that_import_it(dvc_repo):
     builds the method registry, the report module the report stages."""
     with __import__("dvc.repo", fromlist=["Repo"]).Repo(str(dvc_repo)) as r:
         deps = {s.name: {str(d.def_path) for d in s.deps} for s in r.index.stages if s.path_in_repo == "dvc.yaml"}
-    for module in ("src/gkd/data/mapillary.py", "src/gkd/stages/report.py", "src/gkd/distill/fidelity.py"):
+    for module in ("src/gkd/data/mapillary.py", "src/gkd/stages/report.py", "src/gkd/fidelity.py"):
         path = dvc_repo / module
         text = path.read_text()
         path.write_text(text + "\n# edited\n")

@@ -81,7 +81,7 @@ class Exact(torch.nn.Module):
 
 def test_fidelity_is_one_for_the_teacher_and_the_baseline_for_a_constant(ws):
     from gkd.data.prepared import SegmentationSplit
-    from gkd.distill import fidelity
+    from gkd import fidelity
     from gkd.features import TeacherCache
     held = TeacherCache(ws / "feat" / "heldout" / "sim")
     ds = SegmentationSplit(ws / "data", "sim", "val", with_labels=False)

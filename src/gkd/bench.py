@@ -48,8 +48,8 @@ def _images(n: int, size: int) -> torch.Tensor:
 
 def stage1_cache_vs_recompute(size: int, batch: int, steps: int) -> dict:
     from gkd import train
-    from gkd.distill.gkd import GKD, GKDOptions
-    from gkd.distill.masking import first_half_mask
+    from gkd.methods.gkd import GKD, GKDOptions
+    from gkd.methods.masking import first_half_mask
     from gkd.models.backbone import create_backbone
 
     teacher = create_backbone(TEACHER, size, seed=0).eval().requires_grad_(False)
@@ -105,8 +105,8 @@ def framework_overhead(size: int, batch: int, steps: int, workdir: Path) -> dict
     from gkd import train
     from gkd.config import ViewsConfig
     from gkd.data import views
-    from gkd.distill.gkd import GKD, GKDOptions
-    from gkd.distill.masking import first_half_mask
+    from gkd.methods.gkd import GKD, GKDOptions
+    from gkd.methods.masking import first_half_mask
     from gkd.features import TeacherCache, save_shard, write_index
     from gkd.models.backbone import create_backbone
     from gkd.data.prepared import SegmentationSplit, write_split

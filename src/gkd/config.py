@@ -56,7 +56,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    algo: str                                     # implementation in gkd.distill
+    algo: str                                     # implementation in gkd.methods
     options: dict = field(default_factory=dict)   # its knobs, validated by the method's Options dataclass
 
 
@@ -344,9 +344,10 @@ def _yaml11_no(runtime: Any) -> Any:
     return runtime
 
 
-def from_dict(raw: dict, check_registries: bool = True) -> Config:
-    """The validated config; ``check_registries=False`` leaves out the checks that import torch
-    (Snakemake's parse does them through ``gkd.dag.cached_groups``, once per params/code change)."""
+def from_dict(raw: dict) -> Config:
+    """The validated config. Names that live in code registries (methods and their options, decoders)
+    are checked one layer up, by ``gkd.validate`` (which imports them, and torch): this module stays
+    torch-free for Snakemake's parse."""
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise ConfigError(f"params: missing key(s) {', '.join(missing)}")
@@ -398,8 +399,6 @@ def from_dict(raw: dict, check_registries: bool = True) -> Config:
         resources={k: build(ResourceConfig, v, f"resources.{k}") for k, v in raw.get("resources", {}).items()},
         raw=raw,
     )
-    if check_registries:
-        check_registered(cfg)
     return cfg
 
 
@@ -442,15 +441,6 @@ def method_keys(cfg: Config, name: str) -> list[str]:
         keys.append(f"method_configs.{name}")
         name = entries.get(name, {}).get("base")
     return keys
-
-
-def check_registered(cfg: Config) -> None:
-    """Names and options that live in code registries (decoders, methods): these import torch."""
-    from gkd.distill import method_options
-    from gkd.models.decoders import DECODERS
-    DECODERS.lookup(cfg.adapt.decoder)
-    for name in cfg.method_configs:
-        method_options(cfg, name)
 
 
 def merge(base: dict, override: dict) -> dict:

@@ -11,7 +11,7 @@ Pipelines (``PIPELINES``): ``main`` (``dvc.yaml``: data, teacher, F2L and F2F si
 qualitative figure), and the opt-in ``seeds``, ``budget`` and ``ablation`` (``pipelines/<name>/dvc.yaml``,
 reproduced with ``dvc repro pipelines/<name>/dvc.yaml``; Snakemake builds them when their targets are
 asked for). Which stages a method has (a label-free stage 1, teacher inputs) is the method's own
-declaration in ``gkd.distill``; that registry imports torch, so ``cached_groups`` memoises it.
+declaration in ``gkd.methods``; that registry imports torch, so ``cached_groups`` memoises it.
 """
 from __future__ import annotations
 
@@ -200,12 +200,11 @@ def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
                 ["seed", "benchmarks.${benchmark}", "views", "distill", "evaluate", *method_keys(cfg, method),
                  "runtime"], outs=[f"{model}/stage1"], plots=[f"{live}/stage1"], pipeline=run.pipeline))
             init, extra = f"{model}/stage1", []
-            kind = "adapt"
-        else:
-            init, kind = student_dir, ("train_kd" if method in groups["kd"] else "train")
-            extra = [("--teacher-task", TEACHER_TASK), ("--features", FEATURES)] if kind == "train_kd" else []
+        else:  # one-stage task training from the student's initialisation (teacher outputs for the KD methods)
+            init = student_dir
+            extra = [("--teacher-task", TEACHER_TASK), ("--features", FEATURES)] if method in groups["kd"] else []
         out.append(Stage(
-            run.stage(kind, method), "gkd.stages.adapt", method_flags + [("--init", init)] + extra + [
+            run.stage("adapt", method), "gkd.stages.adapt", method_flags + [("--init", init)] + extra + [
                 ("--out", f"{model}/stage2"), ("--live", f"{live}/stage2")],
             [DATA, init] + ([TEACHER_TASK, FEATURES] if extra else []), knobs + method_keys(cfg, method),
             outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], pipeline=run.pipeline))
@@ -300,7 +299,7 @@ def stages(cfg, groups: dict[str, dict[str, list[str]]]) -> list[Stage]:
 # ---------------------------------------------------------------------------------------------- method groups
 def method_groups(cfg, methods) -> dict[str, list[str]]:
     """Methods by dependency shape: own stage 1, reading teacher outputs, or neither (imports torch)."""
-    from gkd.distill import method_options
+    from gkd.methods import method_options
     groups: dict[str, list[str]] = {"stage1": [], "plain": [], "kd": []}
     for name in methods:
         cls, _ = method_options(cfg, name)
@@ -309,7 +308,7 @@ def method_groups(cfg, methods) -> dict[str, list[str]]:
 
 
 def groups_of(cfg) -> dict[str, dict[str, list[str]]]:
-    from gkd.config import check_registered
+    from gkd.validate import check_registered  # imports the registries, and torch
     check_registered(cfg)
     ablation = list(cfg.ablation.methods) + (["gkd"] if cfg.ablation.random_student else [])
     return {"f2l": method_groups(cfg, cfg.methods), "f2f": method_groups(cfg, cfg.f2f.methods),

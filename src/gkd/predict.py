@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from gkd import io
 from gkd.config import ConfigError
+from gkd.models.artifacts import build_segmenter_from_meta, load_segmenter
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -25,7 +26,6 @@ def _palette(meta: dict) -> np.ndarray:
 def predict_folder(model_dir: Path, images: Path, out: Path, alpha: float = 0.5) -> int:
     """Colour-coded mask and overlay for every image in ``images``; returns how many were written."""
     from PIL import Image
-    from gkd.models.artifacts import load_segmenter
 
     files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
         if Path(images).is_dir() else []
@@ -81,7 +81,6 @@ class _Predict(torch.nn.Module):
 def load_exported(path: Path):
     """Rebuild a segmenter from an exported file alone."""
     from safetensors import safe_open
-    from gkd.models.artifacts import build_segmenter_from_meta
     with safe_open(str(path), "pt") as fh:
         raw = (fh.metadata() or {}).get("gkd_model")
         if raw is None:

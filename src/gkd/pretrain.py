@@ -25,8 +25,7 @@ from gkd import train
 from gkd.config import ModelConfig, ViewsConfig
 from gkd.data import views
 from gkd.data.prepared import IGNORE, SegmentationSplit, read_meta
-from gkd.distill.student_only import StudentOnly, StudentOnlyOptions
-from gkd.distill.task import SegTask
+from gkd.task import CrossEntropyOnly, SegTask
 from gkd.errors import ConfigError
 from gkd.models.artifacts import new_segmenter
 from gkd.models.backbone import create_backbone
@@ -51,7 +50,7 @@ def dense(cfg, preset: ModelConfig, name: str, data: Path, resume_dir: Path | No
     backbone = create_backbone(dataclasses.replace(preset, weights="none"), meta.image_size, seed=cfg.seed,
                                patch_size=cfg.benchmark.patch_size)
     model = new_segmenter(backbone, "linear", 0, meta.num_classes)
-    module = SegTask(model, StudentOnly(StudentOnlyOptions()), frozen_backbone=False)  # plain supervised CE
+    module = SegTask(model, CrossEntropyOnly(), frozen_backbone=False)
     optimizer = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), p.lr, p.weight_decay))
     flips = ViewsConfig(hflip=p.hflip, photometric=0, jitter=0.0)
 

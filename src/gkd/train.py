@@ -21,6 +21,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from gkd import io
+
 log = logging.getLogger("gkd.train")
 
 
@@ -183,7 +185,6 @@ class StageRun:
         return self
 
     def save(self, write: Callable[[Path], None]) -> None:
-        from gkd import io
         if self.acc.is_main_process:
             with io.atomic_path(self.out, is_dir=True) as tmp:
                 write(tmp)

@@ -9,7 +9,9 @@ from typing import Iterator
 
 import numpy as np
 
-from gkd.config import BenchmarkConfig
+from gkd.config import BenchmarkConfig, ConfigError
+from gkd.data import real
+from gkd.data import synthetic as syn
 from gkd.registry import Registry
 
 # An adapter turns a benchmark preset into its class list, palette and the records of every split.
@@ -21,8 +23,6 @@ register_adapter = ADAPTERS.register
 
 @register_adapter("synthetic")
 def synthetic_adapter(bench: BenchmarkConfig, seed: int):
-    from gkd.data import synthetic as syn
-    from gkd.config import ConfigError
 
     if bench.source != syn.SOURCE_DOMAIN or any(t not in syn.TARGET_DOMAINS for t in bench.targets):
         raise ConfigError(f"synthetic benchmark: source must be {syn.SOURCE_DOMAIN!r} and targets a subset of "
@@ -45,4 +45,4 @@ def synthetic_adapter(bench: BenchmarkConfig, seed: int):
     return info, records()
 
 
-from gkd.data import real  # noqa: E402,F401  (registers the `real` adapter: GTA5, Cityscapes, ACDC, ISPRS, ...)
+ADAPTERS.add("real", real.real_adapter)  # GTA5, Cityscapes, BDD100K, Mapillary, ACDC, SYNTHIA, UrbanSyn, ISPRS

@@ -28,7 +28,6 @@ from typing import Callable, Iterable, Iterator, Optional, TypeVar
 import numpy as np
 
 from gkd.config import BenchmarkConfig, ConfigError
-from gkd.data.adapters import register_adapter
 from gkd.data.readers import DataError, Reader, Sample, get_reader
 
 log = logging.getLogger("gkd.data")
@@ -146,7 +145,6 @@ def _listing(reader: Reader, root: Path, split: str, cap: Optional[int], where: 
     return items
 
 
-@register_adapter("real")
 def real_adapter(bench: BenchmarkConfig, seed: int) -> tuple[dict, Iterator]:
     """(info, records) of a real benchmark; listing happens now, so layout errors come before any writing.
 

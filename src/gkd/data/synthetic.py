@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from gkd.data.prepared import png_bytes
+
 CLASSES = ("road", "sidewalk", "building", "vegetation", "sky", "car", "person", "pole")
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, CAR, PERSON, POLE = range(len(CLASSES))
 SOURCE_DOMAIN = "sim"
@@ -251,7 +253,6 @@ def render(domain: str, key: Sequence[int], size: int) -> tuple[np.ndarray, np.n
 
 def render_png(domain: str, key: Sequence[int], size: int) -> tuple[bytes, bytes]:
     """``render``, PNG-encoded (what the prepare stage stores), so worker processes do the encoding."""
-    from gkd.data.prepared import png_bytes
     image, label = render(domain, key, size)
     return png_bytes(image), png_bytes(label)
 

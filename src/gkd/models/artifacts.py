@@ -16,7 +16,7 @@ import torch
 
 from gkd import io
 from gkd.config import ConfigError, ModelConfig
-from gkd.models.backbone import Backbone, create_backbone, load_state_file
+from gkd.models.backbone import Backbone, adapt_state_dict, create_backbone, load_state_file
 from gkd.models.decoders import Segmenter, build_decoder
 
 
@@ -49,7 +49,6 @@ def load_backbone(directory: Path, img_size: int | None = None, seed: int = 0, p
 
 
 def _build_with_state(preset, img_size, seed, state, patch_size, with_mask_token) -> Backbone:
-    from gkd.models.backbone import adapt_state_dict
     bb = create_backbone(ModelConfig(**{**dataclasses.asdict(preset), "weights": "none"}), img_size, seed=seed,
                          patch_size=patch_size, with_mask_token=with_mask_token)
     bb.vit.load_state_dict(adapt_state_dict(state, bb.vit), strict=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 from gkd import train
 from gkd.config import ConfigError
 from gkd.data.prepared import read_meta
-from gkd.distill import build_method
-from gkd.distill.task import fit_segmenter
+from gkd.methods import build_method
+from gkd.task import fit_segmenter
 from gkd.features import TeacherCache
 from gkd.models.artifacts import load_backbone, new_segmenter, save_segmenter
 from gkd.stages import common

@@ -15,8 +15,9 @@ import pandas as pd
 
 from gkd import io
 from gkd.errors import ConfigError
+from gkd import plots
 from gkd.stages import common
-from gkd.stages.report import row_label, title
+from gkd.tables import row_label, title
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1.0  # mIoU points: "doubling changes no method's Avg by more than about a point"
@@ -56,7 +57,6 @@ def run(cfg, metrics: list[Path], stage1: list[Path], out_csv: Path, out_png: Pa
     log.info("largest |ΔAvg| when the budget doubles: %s; smallest budget at which doubling changes no Avg by "
              "more than %.1f: %s", change.dropna().round(2).to_dict(), TOLERANCE, settled[0] if settled else "none measured")
     if out_png is not None:
-        from gkd import plots
         plots.budget_curve(df, out_png, f"{title(cfg, 'f2l')}\nbudget curve (stage-1 and task epochs x budget)")
     return df
 

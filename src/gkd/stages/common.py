@@ -5,9 +5,11 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from gkd import config as config_mod
+from gkd import validate
 from gkd.errors import GKDError
 
 log = logging.getLogger("gkd")
@@ -37,12 +39,21 @@ def setup(args: argparse.Namespace, selectors: tuple[str, ...] = ()) -> config_m
     for noisy in ("datasets", "accelerate", "timm", "filelock", "fsspec", "urllib3", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        cfg = config_mod.load(args.params, **{s: getattr(args, s) for s in selectors})
+        cfg = validate.load(args.params, **{s: getattr(args, s) for s in selectors})
         cfg = config_mod.for_run(cfg, seed=getattr(args, "seed", None), budget=getattr(args, "budget", None))
     except GKDError as err:
         fail(err)
     set_threads(cfg.threads)
     return cfg
+
+
+def weights_cli(role: str, description: str, argv=None) -> tuple[argparse.Namespace, config_mod.Config]:
+    """The command line of both weight stages: the ``role`` selector (teacher | student), --data, --out."""
+    p = parser(description, selectors=("benchmark", role))
+    p.add_argument("--data", required=True, type=Path, help="prepared benchmark (read by weights trained here)")
+    p.add_argument("--out", required=True, type=Path, help=f"output folder models/{role}s/<{role}>")
+    args = p.parse_args(argv)
+    return args, setup(args, ("benchmark", role))
 
 
 def set_threads(threads: int) -> None:

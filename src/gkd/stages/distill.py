@@ -6,7 +6,7 @@ then 1b on the source training images — images only, no labels. The teacher is
 target of every step is the cached teacher output of exactly the view the student gets
 (``gkd.data.views``).
 
-Each phase ends with the fidelity check (``gkd.distill.fidelity``): every loss term on held-out images
+Each phase ends with the fidelity check (``gkd.fidelity``): every loss term on held-out images
 of every cached domain, next to the constant-mean baseline and as R² of the teacher's tokens. The
 stage writes it as ``fidelity.json`` beside the distilled backbone.
 """
@@ -22,9 +22,9 @@ import torch
 from gkd import features, io, train
 from gkd.data import views
 from gkd.data.prepared import SegmentationSplit, read_meta
-from gkd.distill import build_method
-from gkd.distill import fidelity as fidelity_mod
-from gkd.distill.masking import first_half_mask
+from gkd.methods import build_method
+from gkd import fidelity as fidelity_mod
+from gkd.methods.masking import first_half_mask
 from gkd.errors import ConfigError
 from gkd.models.artifacts import load_backbone, save_backbone
 from gkd.stages import common
@@ -147,7 +147,7 @@ PROBE_IMAGES = 1000  # source training images the linear probe is fitted on
 
 
 def probe_report(student, source, held: dict, batch_size: int, device) -> dict[str, dict[str, float]]:
-    """Linear-probe R² of the student's tokens to the teacher's on every held-out domain (gkd.distill.fidelity)."""
+    """Linear-probe R² of the student's tokens to the teacher's on every held-out domain (gkd.fidelity)."""
     split, cache = source
     fit = fidelity_mod.tokens(student, split, batch_size, device, limit=PROBE_IMAGES)
     probe = fidelity_mod.LinearProbe(fit, cache.get("tokens", np.arange(len(fit))))

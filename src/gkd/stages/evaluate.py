@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gkd import io
+from gkd import io, train
+from gkd.errors import ConfigError
 from gkd.data.prepared import SegmentationSplit, read_meta, to_float
 from gkd.metrics import confusion, iou_from_confusion
 from gkd.models.artifacts import count_params, load_segmenter
@@ -48,13 +49,11 @@ def evaluate_split(model, dataset, num_classes: int, batch_size: int, acc) -> tu
 
 
 def run(cfg, model_dir: Path, data: Path, out: Path, name: str, per_image_out: Path | None = None) -> dict:
-    from gkd import train
     acc = train.make_accelerator(cfg.runtime)
     meta = read_meta(data)
     model, info = load_segmenter(model_dir)
     model = model.to(acc.device).eval()
     if info["classes"] != meta.classes:
-        from gkd.config import ConfigError
         raise ConfigError(f"model {model_dir} predicts {info['classes']}, benchmark has {meta.classes}")
     has_val = "val" in meta.splits.get(meta.source, {})
     domains = ([(meta.source, "val")] if has_val else []) + [(t, "test") for t in meta.targets]

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from gkd import io
 from gkd.data.adapters import ADAPTERS
-from gkd.data.prepared import write_split
+from gkd.data.prepared import open_split, read_meta, write_split
 from gkd.stages import common
 
 log = logging.getLogger("gkd.prepare")
@@ -47,7 +47,6 @@ def plot_samples(root: Path, path: Path, per_domain: int = 4) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from gkd.data.prepared import open_split, read_meta
 
     meta = read_meta(root)
     palette = np.array(meta.palette, np.uint8)

@@ -9,15 +9,15 @@ import torch
 
 from gkd.data.prepared import SegmentationSplit, read_meta, to_float
 from gkd.models.artifacts import load_segmenter
+from gkd import plots
 from gkd.stages import common
+from gkd.tables import row_label
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def run(cfg, data: Path, models: list[Path], out: Path, index: int) -> None:
-    from gkd import plots
-    from gkd.stages.report import row_label
     meta = read_meta(data)
     loaded = [load_segmenter(m) for m in models]
     names = [row_label(cfg, info["method"]) for _, info in loaded]

@@ -4,7 +4,7 @@ Table rows: one per metrics file, in the order given (Teacher, then the methods 
 columns: Params (M), every target domain, Avg (mean over targets), and the source validation mIoU for
 reference. The fidelity table (``--stage1``: the stage-1 folders of the label-free methods) has one row
 per method, phase, held-out domain and loss term: the term's value, the constant-mean baseline and R²
-(``gkd.distill.fidelity``) — read it before the table: it says whether stage 1 distilled at all.
+(``gkd.fidelity``) — read it before the table: it says whether stage 1 distilled at all.
 """
 from __future__ import annotations
 
@@ -16,72 +16,16 @@ import pandas as pd
 
 from gkd import io
 from gkd.config import ConfigError
+from gkd import plots
 from gkd.stages import common
+from gkd.tables import expected_rows, fidelity_table, row_label, table, title
 
 log = logging.getLogger(__name__)
-
-
-VARIANTS = {"random_init": "randomly initialised student"}  # gkd.dag Run.tag → what the row changes
-
-
-def row_label(cfg, name: str) -> str:
-    """Teacher → "Teacher"; a method → its display name ("+GKD"); an ablation variant → its key too; a
-    student variant (``gkd@random_init``) → the method's label and what differs."""
-    if name == "teacher":
-        return "Teacher"
-    from gkd.distill import build_method
-    method, _, tag = name.partition("@")
-    label = build_method(cfg, method).label(method)
-    return f"{label} [{VARIANTS.get(tag, tag)}]" if tag else label
-
-
-def table(rows: list[tuple[str, dict]]) -> pd.DataFrame:
-    records = []
-    for label, m in rows:
-        domains, source = m["domains"], m["source_domain"]
-        rec = {"Method": label, "Params (M)": m["params_m"]}
-        rec.update({d: domains[d] for d in m["targets"]})
-        rec["Avg"] = m["avg"]
-        if source in domains:
-            rec[f"{source} (source val)"] = domains[source]
-        records.append(rec)
-    df = pd.DataFrame.from_records(records)
-    num = [c for c in df.columns if c not in ("Method",)]
-    df[num] = df[num].astype(float).round(2)
-    return df
-
-
-def expected_rows(cfg, setting: str) -> list[str]:
-    if setting == "f2l":
-        return ["teacher", *cfg.methods]
-    if setting == "f2f":
-        return ["teacher", *cfg.f2f.methods]
-    return ["teacher", "gkd", *cfg.ablation.methods] + (["gkd@random_init"] if cfg.ablation.random_student else [])
-
-
-def fidelity_table(cfg, stage1_dirs: list[Path]) -> pd.DataFrame:
-    """Long table: Method, phase, domain, term, mse, baseline, r2 (from each stage-1 fidelity.json); the
-    linear-probe rows (term probe_cls / probe_patch) have r2 and r2_init (the student before stage 1)."""
-    records = []
-    for directory in stage1_dirs:
-        report = json.loads((Path(directory) / "fidelity.json").read_text())
-        variant = report.get("student") not in (None, cfg.student_name) and \
-            report.get("student") == cfg.ablation.random_student
-        label = row_label(cfg, report["method"] + ("@random_init" if variant else ""))
-        for phase, result in report["phases"].items():
-            for domain, terms in result["domains"].items():
-                for term, v in terms.items():
-                    records.append({"Method": label, "phase": phase, "domain": domain, "term": term, **v})
-                for term, r2 in result.get("probe", {}).get(domain, {}).items():
-                    records.append({"Method": label, "phase": phase, "domain": domain, "term": term, "r2": r2,
-                                    "r2_init": report["init_probe"][domain][term]})
-    return pd.DataFrame.from_records(records)
 
 
 def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png: Path | None,
         title: str, setting: str = "f2l", stage1: list[Path] = (), fidelity_csv: Path | None = None,
         fidelity_png: Path | None = None) -> pd.DataFrame:
-    from gkd import plots
     loaded = [json.loads(Path(p).read_text()) for p in metrics]
     expected = expected_rows(cfg, setting)
     if [m["name"] for m in loaded] != expected:
@@ -120,11 +64,6 @@ def main(argv=None) -> None:
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
     run(cfg, args.metrics, args.out, args.plot, args.radar, title(cfg, args.setting), args.setting, args.stage1,
         args.fidelity_out, args.fidelity_plot)
-
-
-def title(cfg, setting: str) -> str:
-    what = {"f2l": "F2L", "f2f": "F2F", "ablation": "GKD ablations"}[setting]
-    return f"{what} on `{cfg.benchmark_name}`: {cfg.teacher_name} → {cfg.student_name}"
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import pandas as pd
 
 from gkd import io, stats
 from gkd.errors import ConfigError
+from gkd import plots
 from gkd.stages import common
-from gkd.stages.report import row_label, title
+from gkd.tables import row_label, title
 
 log = logging.getLogger(__name__)
 REFERENCE = "gkd"
@@ -70,7 +71,6 @@ def run(cfg, setting: str, metrics: list[Path], per_image: list[Path], out_csv: 
     io.write_text(out_csv, df.to_csv(index=False))
     log.info("\n%s", df.to_string(index=False))
     if out_png is not None:
-        from gkd import plots
         per_seed = {row_label(cfg, n): [r["avg"] for r in runs[n]] for n in rows}
         plots.seeds(per_seed, out_png, f"{title(cfg, setting)}\nAvg mIoU over unseen domains: "
                                        f"mean ± std over {len(cfg.seeds)} seeds (dots: single runs)")

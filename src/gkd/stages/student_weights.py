@@ -1,13 +1,14 @@
 """Stage `student_weights`: the student's initialisation as ``models/students/<student>/``, shared by every
-method (seeded random init, a pretrained VFM-style student, or timm / local weights)."""
+method and seed (image-level or VFM-style pretraining here, a random init, timm or a local file)."""
 from __future__ import annotations
 
+from gkd import initialise
 from gkd.stages import common
-from gkd.stages.teacher_weights import weights_main
 
 
 def main(argv=None) -> None:
-    weights_main("student", __doc__.splitlines()[0], argv)
+    args, cfg = common.weights_cli("student", __doc__.splitlines()[0], argv)
+    initialise.build(cfg, "student", args.data, args.out)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ import torch
 
 from gkd import features, train
 from gkd.data.prepared import SegmentationSplit, read_meta
-from gkd.distill.student_only import StudentOnly, StudentOnlyOptions
-from gkd.distill.task import fit_segmenter
+from gkd.task import CrossEntropyOnly, fit_segmenter
 from gkd.models.artifacts import load_backbone, new_segmenter, save_segmenter
 from gkd.stages import common
 
@@ -29,7 +28,7 @@ def run(cfg, data: Path, teacher_dir: Path, out: Path, live_dir: Path | None) ->
         teacher = load_backbone(teacher_dir, img_size=meta.image_size, seed=cfg.seed,
                                 patch_size=cfg.benchmark.patch_size)
         model = new_segmenter(teacher, a.decoder, a.decoder_dim, meta.num_classes)
-        trained, steps = fit_segmenter(cfg, run.acc, model, StudentOnly(StudentOnlyOptions()), frozen=True, data=data,
+        trained, steps = fit_segmenter(cfg, run.acc, model, CrossEntropyOnly(), frozen=True, data=data,
                                        source=meta.source, teacher={}, resume_dir=run.resume, live=run.live,
                                        desc="teacher decoder")
 

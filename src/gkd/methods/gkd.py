@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gkd.distill import Method, register_method
-from gkd.distill.heads import LinearHead, QSDHead
-from gkd.distill.losses import mse, weighted_sum
+from gkd.config import ConfigError, choose
+from gkd.methods.base import Method, register_method
+from gkd.methods.heads import LinearHead, QSDHead
+from gkd.methods.losses import mse, weighted_sum
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,8 @@ class GKDOptions:
     stage2: str = "frozen"      # frozen | finetune (ablation)
 
     def __post_init__(self):
-        from gkd.config import choose
         choose("stage2 mode (method_configs.*.stage2)", self.stage2, ("frozen", "finetune"))
         if not 0.0 <= self.mask_ratio < 1.0:
-            from gkd.config import ConfigError
             raise ConfigError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
 
 
@@ -73,7 +72,7 @@ class Stage1(nn.Module):
     def predictions(self, images: torch.Tensor, teacher_tokens: torch.Tensor, mask: torch.Tensor
                     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Each term's (student prediction, teacher target): the training loss and the fidelity report
-        (``gkd.distill.fidelity``) are computed from the same pairs."""
+        (``gkd.fidelity``) are computed from the same pairs."""
         teacher_tokens = teacher_tokens.detach()  # keys and targets: the teacher is a constant
         s_u, s_m = self.student_views(images, mask)
         t_cls, t_patch = teacher_tokens[:, 0], teacher_tokens[:, 1:]

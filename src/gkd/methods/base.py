@@ -1,18 +1,10 @@
-"""Distillation methods by name (one module each) — the rows of the paper's tables.
-
-A method says what it needs and supplies its losses:
-* ``stage1``: it has a label-free representation-distillation stage (``distill``) before task training;
-* ``teacher_inputs``: the teacher signals its task training reads (``gkd.features.SIGNALS``: ``logits``
-  cached by `teacher_task`; ``tokens``, ``shallow``, ``last`` by `teacher_features`), on the student's view;
-* ``Options``: a dataclass of its knobs, validated from ``method_configs.<name>`` in params.yaml;
-* ``stage1_module(...)`` / ``task_module(...)``: the trainable ``nn.Module`` whose ``forward`` returns a
-  dict of named loss terms (``loss`` is optimised).
-"""
+"""What a method is (``Method``), the registry of methods, and how a params entry becomes one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
+from gkd.config import build
 from gkd.registry import Registry
 
 METHODS = Registry("method")
@@ -57,7 +49,6 @@ class Method:
 
 def method_options(cfg, name: str):
     """The typed options of ``method_configs.<name>`` (unknown keys and wrong types are errors)."""
-    from gkd.config import build, choose
     mc = cfg.method(name)
     cls = METHODS.lookup(mc.algo)
     return cls, build(cls.Options, mc.options, f"method_configs.{name}")
@@ -66,7 +57,3 @@ def method_options(cfg, name: str):
 def build_method(cfg, name: str) -> Method:
     cls, options = method_options(cfg, name)
     return cls(options)
-
-
-# Registration happens on import of each method module.
-from gkd.distill import student_only, vanilla_kd, cwd, afdcd, vitkd, proteus, gkd  # noqa: E402,F401

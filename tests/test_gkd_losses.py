@@ -4,11 +4,11 @@ import torch
 from torch import nn
 
 from gkd.config import ModelConfig
-from gkd.distill.gkd import GKD, GKDOptions
-from gkd.distill.heads import QSDHead
-from gkd.distill.masking import first_half_mask
-from gkd.distill.student_only import StudentOnly, StudentOnlyOptions
-from gkd.distill.task import SegTask
+from gkd.methods.gkd import GKD, GKDOptions
+from gkd.methods.heads import QSDHead
+from gkd.methods.masking import first_half_mask
+from gkd.methods.student_only import StudentOnly, StudentOnlyOptions
+from gkd.task import SegTask
 from gkd.models.artifacts import new_segmenter
 from gkd.models.backbone import create_backbone
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gkd.distill import Method, register_method
-from gkd.distill.vanilla_kd import pixel_kl
+from gkd.methods.base import Method, register_method
+from gkd.methods.vanilla_kd import pixel_kl
 
 
 @dataclass(frozen=True)

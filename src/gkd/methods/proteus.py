@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gkd.distill import register_method
-from gkd.distill.gkd import GKD, Stage1
+from gkd.methods.base import register_method
+from gkd.methods.gkd import GKD, Stage1
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gkd.distill import Method, register_method
+from gkd.methods.base import Method, register_method
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gkd.distill import Method, register_method
+from gkd.methods.base import Method, register_method
 
 
 @dataclass(frozen=True)

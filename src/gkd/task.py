@@ -9,14 +9,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gkd.data.prepared import IGNORE
-from gkd.distill.losses import weighted_sum
+from gkd import train
+from gkd.data import views
+from gkd.data.prepared import IGNORE, SegmentationSplit
+from gkd.methods.losses import weighted_sum
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """CE on labels at full resolution; token-grid logits are upsampled bilinearly first."""
     up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
     return F.cross_entropy(up, labels, ignore_index=IGNORE)
+
+
+class CrossEntropyOnly:
+    """The task loss alone, no distillation term: the teacher's decoder (Teacher row) and the stand-in VFM's
+    pretraining train with it (a method without a teacher, but not a row of the tables)."""
+    student_taps: tuple[int, ...] = ()
+
+    def task_terms(self, task, **outputs) -> dict:
+        return {}
+
+    def task_weights(self) -> dict[str, float]:
+        return {}
 
 
 class SegTask(nn.Module):
@@ -60,9 +74,6 @@ def fit_segmenter(cfg, acc, model, method, *, frozen: bool, data, source: str, t
     labels mirrored with it; ``teacher`` maps a teacher signal (``logits``, ``tokens``, ``shallow``,
     ``last``) to its TeacherCache, read for exactly those views. Returns (trained segmenter, steps).
     """
-    from gkd import train
-    from gkd.data import views
-    from gkd.data.prepared import SegmentationSplit
 
     a, v, seed = cfg.adapt, cfg.views, cfg.train_seed
     dataset = SegmentationSplit(data, source, "train")

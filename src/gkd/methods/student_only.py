@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gkd.distill import Method, register_method
+from gkd.methods.base import Method, register_method
 
 
 @dataclass(frozen=True)
