@@ -154,3 +154,12 @@ def test_paired_bootstrap_of_a_constant_shift_and_of_identical_methods():
     assert 0 < ci[0] <= ci[1]
     full = np.mean([stats.miou_from_counts(r["a"].sum(0)) for r in base])
     assert 0 < full < 100
+
+
+def test_probe_recovers_a_linear_teacher_and_not_noise():
+    from gkd.fidelity import probe_r2
+    g = torch.Generator().manual_seed(0)
+    student = torch.randn(40, 17, 12, generator=g)
+    teacher = student @ torch.randn(12, 20, generator=g) + 0.5
+    assert probe_r2(student, teacher) > 0.99
+    assert probe_r2(student, torch.randn(40, 17, 20, generator=g)) < 0.05

@@ -15,9 +15,8 @@ the patch term measures the masked prediction that the training loss asks for.
 
 The heads are part of the method (GKD's QSD heads route each output through a softmax over the
 teacher's tokens), so a second number looks at the backbone alone: a *linear probe* — ridge regression
-from the student's final tokens to the teacher's, fitted on the source training images and scored (R²) on
-each held-out domain, for the CLS token and the patch tokens. The same probe of the student *before*
-stage 1 says how much of that stage 1 added.
+from the student's patch tokens to the teacher's, cross-fitted within each held-out domain (``probe_r2``).
+The same probe of the student *before* stage 1 says how much stage 1 added.
 """
 from __future__ import annotations
 
@@ -103,31 +102,22 @@ def tokens(backbone, dataset, batch_size: int, device="cpu", limit: int | None =
     return torch.cat(out)
 
 
-def _design(x: torch.Tensor) -> torch.Tensor:
-    x = x.double()
-    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
-
-
-class LinearProbe:
-    """Ridge regressions student CLS → teacher CLS and student patch → teacher patch tokens."""
-
-    def __init__(self, student: torch.Tensor, teacher: torch.Tensor, ridge: float = 1e-3):
-        self.weights = {}
-        for part, (s, t) in self._parts(student, teacher).items():
-            x = _design(s)
-            gram = x.T @ x
-            lam = ridge * gram.diagonal().mean()
-            self.weights[part] = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), x.T @ t.double())
-
-    @staticmethod
-    def _parts(student: torch.Tensor, teacher: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        return {"cls": (student[:, 0], teacher[:, 0]),
-                "patch": (student[:, 1:].reshape(-1, student.shape[-1]), teacher[:, 1:].reshape(-1, teacher.shape[-1]))}
-
-    def r2(self, student: torch.Tensor, teacher: torch.Tensor) -> dict[str, float]:
-        out = {}
-        for part, (s, t) in self._parts(student, teacher).items():
-            t = t.double()
-            pred = _design(s) @ self.weights[part]
-            out[f"probe_{part}"] = round(float(1 - (pred - t).pow(2).mean() / t.var(dim=0, unbiased=False).mean()), 5)
-        return out
+def probe_r2(student: torch.Tensor, teacher: torch.Tensor, ridge: float = 1e-2) -> float:
+    """Share of the teacher's patch-token variance that a linear map recovers from the student's patch tokens
+    (N×(1+P)×D each) of one domain: ridge regression cross-fitted over two halves of the images (even /
+    odd), R² of the pooled out-of-fold predictions. Within a domain, so it measures what the student's
+    tokens carry about the teacher's on those images — not how one map transfers across domains."""
+    s = student[:, 1:].double()
+    t = teacher[:, 1:].double()
+    pred = torch.empty_like(t)
+    for fold in (0, 1):
+        fit, held = torch.arange(len(s)) % 2 != fold, torch.arange(len(s)) % 2 == fold
+        x = s[fit].reshape(-1, s.shape[-1])
+        x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+        gram = x.T @ x
+        lam = ridge * gram.diagonal().mean()
+        w = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=gram.dtype), x.T @ t[fit].reshape(-1, t.shape[-1]))
+        xh = s[held].reshape(-1, s.shape[-1])
+        pred[held] = (torch.cat([xh, torch.ones(len(xh), 1, dtype=xh.dtype)], dim=1) @ w).reshape(pred[held].shape)
+    flat = t.reshape(-1, t.shape[-1])
+    return round(float(1 - (pred.reshape(-1, t.shape[-1]) - flat).pow(2).mean() / flat.var(dim=0, unbiased=False).mean()), 5)

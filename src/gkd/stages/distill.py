@@ -75,10 +75,8 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
                               f"student {student.num_patches}; both must use the benchmark's patch_size")
         d = cfg.distill
         student.to(acc.device)
-        source = (SegmentationSplit(data, meta.source, "train", with_labels=False, memo_bytes=0),
-                  features.TeacherCache(features_dir / "train"))
         report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed,
-                        "init_probe": probe_report(student, source, held, cfg.evaluate.batch_size, acc.device),
+                        "init_probe": probe_report(student, held, cfg.evaluate.batch_size, acc.device),
                         "phases": {}}
         total_steps = 0
         for number, (key, domain, epochs) in enumerate(plan):
@@ -109,7 +107,7 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
                     continue  # 1a's heads are checked where they are chosen: held-out generic and source
                 result["domains"][held_domain] = fidelity_mod.measure(
                     trained, ds, held_cache, constant, method.mask_ratio, cfg.evaluate.batch_size, device=acc.device)
-            result["probe"] = probe_report(trained.student, source, held, cfg.evaluate.batch_size, acc.device)
+            result["probe"] = probe_report(trained.student, held, cfg.evaluate.batch_size, acc.device)
             log_fidelity(method_name, phase, result, live, total_steps)
             report["phases"][phase] = result
             student = trained.student
@@ -143,16 +141,10 @@ def stage1_step(cache: features.TeacherCache, views_cfg, data_seed: int, run_see
     return step
 
 
-PROBE_IMAGES = 1000  # source training images the linear probe is fitted on
-
-
-def probe_report(student, source, held: dict, batch_size: int, device) -> dict[str, dict[str, float]]:
-    """Linear-probe R² of the student's tokens to the teacher's on every held-out domain (gkd.fidelity)."""
-    split, cache = source
-    fit = fidelity_mod.tokens(student, split, batch_size, device, limit=PROBE_IMAGES)
-    probe = fidelity_mod.LinearProbe(fit, cache.get("tokens", np.arange(len(fit))))
-    return {domain: probe.r2(fidelity_mod.tokens(student, ds, batch_size, device),
-                             held_cache.get("tokens", np.arange(len(ds))))
+def probe_report(student, held: dict, batch_size: int, device) -> dict[str, dict[str, float]]:
+    """Linear-probe R² from the student's patch tokens to the teacher's, per held-out domain (gkd.fidelity)."""
+    return {domain: {"probe_patch": fidelity_mod.probe_r2(fidelity_mod.tokens(student, ds, batch_size, device),
+                                                          held_cache.get("tokens", np.arange(len(ds))))}
             for domain, (ds, held_cache) in held.items()}
 
 
@@ -160,10 +152,9 @@ def log_fidelity(method: str, phase: str, result: dict, live, step: int) -> None
     """One line per held-out domain: each term's value and its constant-mean baseline, R², the probe's R²."""
     for domain, terms in result["domains"].items():
         probe = result.get("probe", {}).get(domain, {})
-        log.info("%s %s fidelity on held-out %s: %s; linear probe R² CLS %.2f, patch %.2f", method, phase, domain,
+        log.info("%s %s fidelity on held-out %s: %s; linear probe R² (patch) %.2f", method, phase, domain,
                  "; ".join(f"{t} {v['mse']:.3f} (baseline {v['baseline']:.3f}, R² {v['r2']:.2f})"
-                           for t, v in terms.items()), probe.get("probe_cls", float("nan")),
-                 probe.get("probe_patch", float("nan")))
+                           for t, v in terms.items()), probe.get("probe_patch", float("nan")))
         if live is not None:
             live.step = step
             for t, v in terms.items():
