@@ -109,6 +109,9 @@ def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phase
 
     ``step_fn(module, batch, phase_name, epoch) -> dict`` computes the loss terms of one batch.
     """
+    # save_state/load_state cover every object this accelerator prepared: forget an earlier fit's (stage 1's
+    # phase 1a before 1b), or a resumed 1b would load 1a's heads and optimiser into its own
+    acc.free_memory()
     loaders = []
     for ph in phases:
         dl = DataLoader(ph.dataset, batch_size=batch_size, sampler=EpochSampler(len(ph.dataset), seed),
