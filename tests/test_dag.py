@@ -15,6 +15,23 @@ def test_committed_dvc_yaml_is_current():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_opt_in_pipelines_exist_once_asked_for(tmp_path):
+    """`dvc pull` checks out every stage of every dvc.yaml, so an opt-in pipeline that never ran must not
+    be declared: `gkd dag` writes one on `--with`, keeps it current from then on, and `--check` covers it."""
+    repo = copy_repo(tmp_path)
+    assert not (repo / "pipelines").exists()
+    assert "pipelines/seeds/dvc.yaml" in run(["gkd", "dag", "--with", "seeds"], cwd=repo).stdout
+    assert not (repo / "pipelines/budget").exists()
+    text = (repo / "pipelines/seeds/dvc.yaml").read_text()
+    assert "seeds-report:" in text and "distill-gkd-seed1:" in text
+    (repo / "pipelines/seeds/dvc.yaml").write_text(text.replace("seeds-report:", "old-report:"))
+    assert run(["gkd", "dag", "--check"], cwd=repo, check=False).returncode == 1
+    run(["gkd", "dag"], cwd=repo)
+    assert (repo / "pipelines/seeds/dvc.yaml").read_text() == text
+    bad = run(["gkd", "dag", "--with", "seed"], cwd=repo, check=False)
+    assert bad.returncode == 2 and "unknown pipeline seed; choose from seeds, budget, ablation" in bad.stderr
+
+
 def snakemake_jobs(repo, targets) -> dict[str, dict]:
     """Every job of a forced dry run: rule name → shell command, inputs, outputs."""
     out = run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", *targets], cwd=repo).stdout
@@ -64,6 +81,7 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, variant):
     if params is not None:
         params["student"] = "vit_s"
     repo = copy_repo(tmp_path, params)
+    run(["gkd", "dag", "--with", "seeds", "budget", "ablation"], cwd=repo)
     smk, dvc = snakemake_jobs(repo, ALL_TARGETS), dvc_stages(repo)
     assert sorted(smk) == sorted(dvc)
     expected = {"prepare", "teacher_features", "distill-gkd", "adapt-gkd", "adapt-student_only", "report",

@@ -58,8 +58,10 @@ def test_snakemake_runs_the_whole_dag(snakemake_repo):
         assert (snakemake_repo / png).stat().st_size > 10_000
     fidelity = pd.read_csv(snakemake_repo / "results/stage1_fidelity.csv")
     assert set(fidelity["domain"]) == {"sim", "generic", "city", "night", "fog", "rain", "snow"}
-    assert set(fidelity["term"]) == {"token", "fea", "patch"} and set(fidelity["phase"]) == {"1a", "1b"}
-    assert (fidelity["baseline"] > 0).all() and fidelity["r2"].notna().all()
+    assert set(fidelity["term"]) == {"token", "fea", "patch", "probe_patch"} and set(fidelity["phase"]) == {"1a", "1b"}
+    losses, probe = fidelity[fidelity["term"] != "probe_patch"], fidelity[fidelity["term"] == "probe_patch"]
+    assert (losses["baseline"] > 0).all() and fidelity["r2"].notna().all()
+    assert probe["r2_init"].notna().all() and probe.groupby("phase").size().tolist() == [7, 7]  # every domain
     assert (snakemake_repo / "plots/stage1_fidelity.png").stat().st_size > 10_000
     metrics = json.loads((snakemake_repo / "metrics/gkd.json").read_text())
     assert set(metrics["per_class"]["fog"]) == {"road", "sidewalk", "building", "vegetation", "sky", "car", "person",
@@ -173,6 +175,7 @@ def test_editing_a_module_reruns_exactly_the_stages_that_import_it(dvc_repo):
 def opt_in_runs(runs):
     """The multi-seed tables and the budget curve, through both front-ends side by side."""
     smk, dvc = runs
+    run(["gkd", "dag", "--with", "seeds", "budget"], cwd=dvc)  # declared once asked for (see test_dag)
     proc = subprocess.Popen(["dvc", "repro", "pipelines/seeds/dvc.yaml", "pipelines/budget/dvc.yaml"], cwd=dvc,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

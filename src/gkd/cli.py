@@ -7,24 +7,33 @@ from pathlib import Path
 
 
 def cmd_dag(args) -> int:
+    """dvc.yaml always; an opt-in pipeline's file once it is asked for (``--with``) and from then on.
+
+    DVC's ``pull`` (no targets) checks out every stage of every dvc.yaml in the repository and fails on
+    a stage that never ran, so an opt-in pipeline exists only in the repositories that run it."""
     from gkd import config, dag, io
     cfg = config.load(args.params)
     files = dag.dvc_files(cfg, dag.groups_of(cfg))
-    stale = [p for p in dag.PIPELINES.values()
-             if (Path(p).read_text() if Path(p).is_file() else None) != files.get(p)]
+    unknown = sorted(set(args.with_) - set(dag.PIPELINES) - {"main"})
+    if unknown:
+        print(f"error: unknown pipeline {', '.join(unknown)}; choose from {', '.join(p for p in dag.PIPELINES if p != 'main')}",
+              file=sys.stderr)
+        return 2
+    wanted = [p for name, p in dag.PIPELINES.items() if name == "main" or name in args.with_ or Path(p).is_file()]
+    stale = [p for p in wanted if (Path(p).read_text() if Path(p).is_file() else None) != files.get(p)]
     if args.check:
         for path in stale:
             print(f"{path} is stale: run `gkd dag`", file=sys.stderr)
         if not stale:
-            print(f"{', '.join(files)}: current")
+            print(f"{', '.join(p for p in wanted if p in files)}: current")
         return 1 if stale else 0
-    for path in dag.PIPELINES.values():
+    for path in wanted:
         if path in files:
             io.write_text(path, files[path])
             print(f"wrote {path} ({files[path].count(chr(10) + '  ') - files[path].count(chr(10) + '    ')} stages)")
         elif Path(path).is_file():
             Path(path).unlink()
-            print(f"removed {path} (no stages)")
+            print(f"removed {path} (no stages with these params)")
     return 0
 
 
@@ -91,8 +100,11 @@ def cmd_export(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gkd", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("dag", help="write dvc.yaml and pipelines/*/dvc.yaml from the stage table (src/gkd/dag.py)")
+    d = sub.add_parser("dag", help="write dvc.yaml (and the opt-in pipelines/*/dvc.yaml present or named) from the "
+                                   "stage table (src/gkd/dag.py)")
     d.add_argument("--params", default="params.yaml")
+    d.add_argument("--with", dest="with_", nargs="+", default=[], metavar="PIPELINE",
+                   help="also write these opt-in pipelines (seeds, budget, ablation); commit them once they ran")
     d.add_argument("--check", action="store_true", help="only check that the files are current (exit 1 if not)")
     d.set_defaults(fn=cmd_dag)
     b = sub.add_parser("bench", help="speed figures as side-by-side ratios → results/bench.json")

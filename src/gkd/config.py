@@ -443,6 +443,20 @@ def method_keys(cfg: Config, name: str) -> list[str]:
     return keys
 
 
+LABEL_FIELDS = ("algo", "base", "frozen")  # what a method's row label depends on (gkd.methods: label)
+
+
+def label_keys(cfg: Config, names) -> list[str]:
+    """The params keys the row labels of ``names`` come from (the report stages list these, not whole
+    method entries: a loss weight changes the numbers, which arrive as inputs, never the label)."""
+    entries, keys = cfg.raw.get("method_configs", {}), []
+    for name in names:
+        for entry in method_keys(cfg, name.partition("@")[0]):
+            fields = entries.get(entry.split(".", 1)[1], {})
+            keys += [f"{entry}.{f}" for f in LABEL_FIELDS if f in fields and f"{entry}.{f}" not in keys]
+    return keys
+
+
 def merge(base: dict, override: dict) -> dict:
     """Deep-merge ``override`` into a copy of ``base`` (mappings merge, everything else replaces)."""
     out = dict(base)

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gkd.config import method_keys
+from gkd.config import label_keys, method_keys
 
 # `accelerate launch` through gkd.launch: one interpreter where the config asks for one process, Accelerate's
 # own launcher for anything else (several GPUs or nodes).
@@ -238,8 +238,10 @@ def report_stage(cfg, run: Run, groups: dict[str, list[str]]) -> Stage:
     flags += [("--out", outs[0]), ("--plot", plots[0]), ("--radar", plots[1])]
     if stage1:
         flags += [("--fidelity-out", fidelity), ("--fidelity-plot", fidelity_png)]
+    labelled = (["gkd"] if run.setting == "ablation" else []) + list(run.methods) + \
+        [m for v in variants for m in v.methods]
     return Stage(run.stage("report"), "gkd.stages.report", flags, rows + stage1,
-                 ["methods", "f2f", "ablation", "method_configs"], outs=outs, plots=plots, family="data",
+                 ["methods", "f2f", "ablation", *label_keys(cfg, labelled)], outs=outs, plots=plots, family="data",
                  launch=False, pipeline=run.pipeline)
 
 
@@ -255,7 +257,7 @@ def seeds_report_stage(cfg, setting: str) -> Stage:
                                                          ("--metrics", " ".join(metrics)),
                                                          ("--per-image", " ".join(per_image)),
                                                          ("--out", out), ("--plot", plot)],
-                 metrics + per_image, ["seeds", "methods", "f2f", "method_configs"], outs=[out],
+                 metrics + per_image, ["seeds", "methods", "f2f", *label_keys(cfg, methods)], outs=[out],
                  plots=[plot], family="data", launch=False, pipeline="seeds")
 
 
@@ -266,7 +268,7 @@ def budget_report_stage(cfg, groups: dict[str, list[str]]) -> Stage:
     return Stage("budget-report", "gkd.stages.budget_report", common_flags("benchmark", "teacher") + [
         ("--student", "${student}"), ("--metrics", " ".join(metrics)), ("--stage1", " ".join(stage1)),
         ("--out", "results/budget_table.csv"), ("--plot", "plots/budget_curve.png")],
-        metrics + stage1, ["budget", "methods", "method_configs"], outs=["results/budget_table.csv"],
+        metrics + stage1, ["budget", "methods", *label_keys(cfg, chosen[0].methods)], outs=["results/budget_table.csv"],
         plots=["plots/budget_curve.png"], family="data", launch=False, pipeline="budget")
 
 
