@@ -61,7 +61,8 @@ def test_snakemake_runs_the_whole_dag(snakemake_repo):
     assert set(fidelity["term"]) == {"token", "fea", "patch", "probe_patch"} and set(fidelity["phase"]) == {"1a", "1b"}
     losses, probe = fidelity[fidelity["term"] != "probe_patch"], fidelity[fidelity["term"] == "probe_patch"]
     assert (losses["baseline"] > 0).all() and fidelity["r2"].notna().all()
-    assert probe["r2_init"].notna().all() and probe.groupby("phase").size().tolist() == [7, 7]  # every domain
+    assert probe["r2_init"].notna().all()  # the linear probe beside the heads' terms, before and after stage 1
+    assert set(map(tuple, probe[["phase", "domain"]].values)) == set(map(tuple, losses[["phase", "domain"]].values))
     assert (snakemake_repo / "plots/stage1_fidelity.png").stat().st_size > 10_000
     metrics = json.loads((snakemake_repo / "metrics/gkd.json").read_text())
     assert set(metrics["per_class"]["fog"]) == {"road", "sidewalk", "building", "vegetation", "sky", "car", "person",
@@ -135,12 +136,15 @@ def test_dvc_push_then_fresh_clone_pull_restores_everything(dvc_repo, tmp_path):
 
 
 def test_dvc_exp_run_with_another_student_reruns_only_student_stages(dvc_repo):
-    out = run(["dvc", "exp", "run", "-S", "student=vit_s"], cwd=dvc_repo).stdout
+    out = run(["dvc", "exp", "run", "-S", "student=vit_t"], cwd=dvc_repo).stdout  # tiny in tests/tiny.yaml
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"student_weights", "distill-gkd", "adapt-gkd", "adapt-student_only", "evaluate-gkd",
                    "evaluate-student_only", "report", "qualitative"}, ran
     show = run(["dvc", "exp", "show", "--json"], cwd=dvc_repo).stdout
-    assert "metrics/gkd.json" in show and "vit_s" in show
+    assert "metrics/gkd.json" in show and "vit_t" in show
+    # `dvc exp run` leaves its result in the workspace; back to the committed run for the tests after this one
+    run("git checkout -- . && dvc checkout --force", cwd=dvc_repo)
+    assert json.loads(run(["dvc", "status", "dvc.yaml", "--json"], cwd=dvc_repo).stdout) == {}
 
 
 def test_a_snakemake_workspace_is_handed_to_dvc_with_one_commit(snakemake_repo, tmp_path):
@@ -173,35 +177,39 @@ def test_editing_a_module_reruns_exactly_the_stages_that_import_it(dvc_repo):
 
 @pytest.fixture(scope="module")
 def opt_in_runs(runs):
-    """The multi-seed tables and the budget curve, through both front-ends side by side."""
+    """The multi-seed tables through Snakemake and the budget curve through DVC, side by side (that both
+    front-ends declare both pipelines identically is tests/test_dag.py's business; that identical
+    declarations give identical bytes is test_dvc_repro_gives_the_same_bytes...)."""
     smk, dvc = runs
-    run(["gkd", "dag", "--with", "seeds", "budget"], cwd=dvc)  # declared once asked for (see test_dag)
-    proc = subprocess.Popen(["dvc", "repro", "pipelines/seeds/dvc.yaml", "pipelines/budget/dvc.yaml"], cwd=dvc,
+    run(["gkd", "dag", "--with", "budget"], cwd=dvc)  # declared once asked for (see test_dag)
+    proc = subprocess.Popen(["dvc", "repro", "pipelines/budget/dvc.yaml"], cwd=dvc,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        run(["snakemake", "--cores", "1", "results/f2l_seeds.csv", "results/f2f_seeds.csv", "results/budget_table.csv"],
-            cwd=smk)
+        run(["snakemake", "--cores", "1", "results/f2l_seeds.csv", "results/f2f_seeds.csv"], cwd=smk)
     finally:
         out, _ = proc.communicate(timeout=1800)
     assert proc.returncode == 0, out[-3000:]
     return smk, dvc
 
 
-def test_seeds_and_budget_tables_through_both_front_ends(opt_in_runs):
+def test_seeds_and_budget_tables(opt_in_runs):
     smk, dvc = opt_in_runs
-    for name in ("f2l_seeds", "f2f_seeds", "budget_table"):
-        assert (smk / f"results/{name}.csv").read_text() == (dvc / f"results/{name}.csv").read_text(), name
     seeds = pd.read_csv(smk / "results/f2l_seeds.csv")
     assert seeds["Method"].tolist() == ["Teacher", "Student-only", "+GKD"]
     assert seeds["n"].tolist() == [1, 2, 2]
     only = seeds.set_index("Method").loc["Student-only"]
     assert only["CI low"] <= only["ΔAvg vs GKD"] <= only["CI high"]
+    assert pd.read_csv(smk / "results/f2f_seeds.csv")["Method"].tolist() == ["Teacher", "+GKD"]
     # the seeds differ (a seed reaches the student-side stages) and seed 0 is the single-seed table's run
     runs = [json.loads((smk / p).read_text())["avg"] for p in ("metrics/gkd.json", "metrics/seed1/gkd.json")]
     assert runs[0] != runs[1]
     assert abs(seeds.set_index("Method").loc["+GKD", "Avg mean"] - sum(runs) / 2) < 0.01
-    budget = pd.read_csv(smk / "results/budget_table.csv")
+    budget = pd.read_csv(dvc / "results/budget_table.csv")
     assert budget["budget"].tolist() == [1, 1, 2, 2]
     assert budget.loc[budget["Method"] == "+GKD", "R² fea (sim)"].notna().all()
-    for png in ("plots/f2l_seeds.png", "plots/budget_curve.png"):
-        assert (smk / png).stat().st_size > 10_000
+    # the 1x rows are the main pipeline's runs; the 2x ones trained longer
+    steps = [json.loads((dvc / f"models/{p}gkd/stage1/backbone.json").read_text())["steps"]
+             for p in ("", "budget2/")]
+    assert steps[1] == 2 * steps[0], steps
+    assert (smk / "plots/f2l_seeds.png").stat().st_size > 10_000
+    assert (dvc / "plots/budget_curve.png").stat().st_size > 10_000

@@ -9,7 +9,7 @@ config. A stage's code dependencies are the import closure of its module (``code
 
 Pipelines (``PIPELINES``): ``main`` (``dvc.yaml``: data, teacher, F2L and F2F single-seed tables, the
 qualitative figure), and the opt-in ``seeds``, ``budget`` and ``ablation`` (``pipelines/<name>/dvc.yaml``,
-reproduced with ``dvc repro pipelines/<name>/dvc.yaml``; Snakemake builds them when their targets are
+written by ``gkd dag --with <name>`` and reproduced with ``dvc repro pipelines/<name>/dvc.yaml``; Snakemake builds them when their targets are
 asked for). Which stages a method has (a label-free stage 1, teacher inputs) is the method's own
 declaration in ``gkd.methods``; that registry imports torch, so ``cached_groups`` memoises it.
 """
@@ -400,6 +400,12 @@ def resolve(text: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{([\w.]+)\}", lambda m: values[m.group(1)], text)
 
 
+def cached(kind: str, path: str) -> bool:
+    """Models, data and the dvclive folders go to the DVC cache (and through a remote); metrics JSON and
+    figures are small files git keeps."""
+    return kind == "outs" or (kind == "plots" and not Path(path).suffix)
+
+
 def render_dvc(all_stages: list[Stage], pipeline: str) -> str:
     """One pipeline's dvc.yaml: one line per flag, dependencies listed (code first), no anchors."""
     path = PIPELINES[pipeline]
@@ -421,10 +427,10 @@ def render_dvc(all_stages: list[Stage], pipeline: str) -> str:
         lines += [f"      - {d}" for d in s.code + s.deps]
         lines.append("    params:")
         lines += [f"      - {p}" for p in s.params]
-        for key, items, cache in (("outs", s.outs, True), ("plots", s.plots, False), ("metrics", s.metrics, False)):
+        for key, items in (("outs", s.outs), ("plots", s.plots), ("metrics", s.metrics)):
             if items:
                 lines.append(f"    {key}:")
-                lines += [f"      - {o}" if cache else f"      - {o}:\n          cache: false" for o in items]
+                lines += [f"      - {o}" if cached(key, o) else f"      - {o}:\n          cache: false" for o in items]
     return "\n".join(lines) + "\n"
 
 

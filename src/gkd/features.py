@@ -62,6 +62,28 @@ def heldout_key(domain: str) -> str:
     return f"heldout/{domain}"
 
 
+class CenterCrop(torch.utils.data.Dataset):
+    """The held-out view: the centred ``size``×``size`` crop of each image (identity at that size). Real
+    benchmarks keep evaluation images larger than the training crop (sliding-window evaluation); the
+    teacher cache of held-out images and the student's fidelity check both read them through this."""
+
+    def __init__(self, dataset, size: int):
+        self.dataset, self.size = dataset, size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        image, label, index = self.dataset[i]
+        h, w = image.shape[-2:]
+        if h < self.size or w < self.size:
+            raise ArtifactError(f"held-out image {index} is {h}x{w}, smaller than the benchmark's image_size "
+                                f"{self.size}: re-run `prepare`")
+        top, left = (h - self.size) // 2, (w - self.size) // 2
+        crop = (slice(top, top + self.size), slice(left, left + self.size))
+        return image[(...,) + crop].contiguous(), (label[crop] if label.ndim == 2 else label), index
+
+
 def save_shard(directory: Path, name: str, k: int, rows: np.ndarray) -> None:
     """Write shard ``k`` of signal ``name`` (fp16) atomically."""
     with io.atomic_path(directory / f"{name}-{k:05d}.npy") as tmp:

@@ -59,7 +59,8 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
     held = {}
     for domain, split in [(meta.source, "val"), ("generic", "val")] + [(t, "test") for t in meta.targets]:
         if split in meta.splits.get(domain, {}):
-            ds = SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0)
+            ds = features.CenterCrop(SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0),
+                                     meta.image_size)
             held[domain] = (ds, features.TeacherCache(features_dir / features.heldout_key(domain))
                             .check(len(ds), 1, f"{domain}/{split}"))
 

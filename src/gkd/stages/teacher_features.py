@@ -49,6 +49,8 @@ def run(cfg, data: Path, teacher_dir: Path, out: Path) -> None:
     acc.wait_for_everyone()
     for key, domain, split, every_view, names in jobs(meta):
         dataset = SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0)
+        if not every_view:
+            dataset = features.CenterCrop(dataset, meta.image_size)
         views_cfg = cfg.views if every_view else None
         (tmp / key).mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
