@@ -9,9 +9,9 @@ config. A stage's code dependencies are the import closure of its module (``code
 
 Pipelines (``PIPELINES``): ``main`` (``dvc.yaml``: data, teacher, F2L and F2F single-seed tables, the
 qualitative figure), and the opt-in ``seeds``, ``budget`` and ``ablation`` (``pipelines/<name>/dvc.yaml``,
-written by ``gkd dag --with <name>`` and reproduced with ``dvc repro pipelines/<name>/dvc.yaml``; Snakemake builds them when their targets are
-asked for). Which stages a method has (a label-free stage 1, teacher inputs) is the method's own
-declaration in ``gkd.methods``; that registry imports torch, so ``cached_groups`` memoises it.
+written by ``gkd dag --with <name>`` and reproduced with ``dvc repro pipelines/<name>/dvc.yaml``;
+Snakemake builds them when their targets are asked for). Which stages a method has (a label-free stage 1,
+teacher inputs) is the method's own declaration in ``gkd.methods``; that registry imports torch, so ``cached_groups`` memoises it.
 """
 from __future__ import annotations
 
