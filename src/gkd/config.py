@@ -451,7 +451,7 @@ def label_keys(cfg: Config, names) -> list[str]:
     method entries: a loss weight changes the numbers, which arrive as inputs, never the label)."""
     entries, keys = cfg.raw.get("method_configs", {}), []
     for name in names:
-        for entry in method_keys(cfg, name.partition("@")[0]):
+        for entry in method_keys(cfg, name):
             fields = entries.get(entry.split(".", 1)[1], {})
             keys += [f"{entry}.{f}" for f in LABEL_FIELDS if f in fields and f"{entry}.{f}" not in keys]
     return keys

@@ -62,6 +62,13 @@ def heldout_key(domain: str) -> str:
     return f"heldout/{domain}"
 
 
+def heldout_splits(meta) -> list[tuple[str, str]]:
+    """(domain, split) of every held-out split a prepared benchmark has: source val, generic val, each
+    target's test split — what ``teacher_features`` caches and the stage-1 fidelity check reads."""
+    candidates = [(meta.source, "val"), ("generic", "val")] + [(t, "test") for t in meta.targets]
+    return [(d, s) for d, s in candidates if s in meta.splits.get(d, {})]
+
+
 class CenterCrop(torch.utils.data.Dataset):
     """The held-out view: the centred ``size``×``size`` crop of each image (identity at that size). Real
     benchmarks keep evaluation images larger than the training crop (sliding-window evaluation); the

@@ -57,12 +57,11 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
     caches = {key: features.TeacherCache(features_dir / key).check(len(splits[key]), v.count, f"{domain}/train")
               for key, domain, _ in plan}
     held = {}
-    for domain, split in [(meta.source, "val"), ("generic", "val")] + [(t, "test") for t in meta.targets]:
-        if split in meta.splits.get(domain, {}):
-            ds = features.CenterCrop(SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0),
-                                     meta.image_size)
-            held[domain] = (ds, features.TeacherCache(features_dir / features.heldout_key(domain))
-                            .check(len(ds), 1, f"{domain}/{split}"))
+    for domain, split in features.heldout_splits(meta):
+        ds = features.CenterCrop(SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0),
+                                 meta.image_size)
+        held[domain] = (ds, features.TeacherCache(features_dir / features.heldout_key(domain))
+                        .check(len(ds), 1, f"{domain}/{split}"))
 
     seed = cfg.train_seed
     with train.StageRun(cfg.runtime, seed, out, live_dir) as run:

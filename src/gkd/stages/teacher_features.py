@@ -31,8 +31,7 @@ def jobs(meta) -> list[tuple[str, str, str, bool, tuple[str, ...]]]:
     out = [("train", meta.source, "train", True, ("tokens", "shallow", "last"))]
     if "generic" in meta.splits:
         out.append(("generic", "generic", "train", True, ("tokens",)))
-    heldout = [(meta.source, "val"), ("generic", "val")] + [(t, "test") for t in meta.targets]
-    out += [(features.heldout_key(d), d, s, False, ("tokens",)) for d, s in heldout if s in meta.splits.get(d, {})]
+    out += [(features.heldout_key(d), d, s, False, ("tokens",)) for d, s in features.heldout_splits(meta)]
     return out
 
 
