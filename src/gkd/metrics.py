@@ -1,4 +1,8 @@
-"""Confusion-matrix mIoU over a whole split (not averaged per image), ignore index 255."""
+"""Confusion-matrix mIoU over a whole split (not averaged per image), ignore index 255.
+
+Prediction and ground truth are compared pixel for pixel at the ground truth's resolution: under the
+paper's protocol the label is never resized, the logits are (``gkd.stages.evaluate``).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +13,9 @@ from gkd.data.prepared import IGNORE
 
 def confusion(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
     """K×K counts, rows = ground truth, columns = prediction; ignore pixels skipped."""
+    if pred.shape != label.shape:
+        raise ValueError(f"prediction is {tuple(pred.shape)} but its label is {tuple(label.shape)}; "
+                         f"resize the logits to the label's size before argmax")
     valid = label != IGNORE
     if (label[valid] >= num_classes).any() or (label[valid] < 0).any():
         bad = torch.unique(label[valid][(label[valid] >= num_classes) | (label[valid] < 0)]).tolist()

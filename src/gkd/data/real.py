@@ -9,7 +9,9 @@ brings them to the working resolution:
   2 = both ends, 3 = ends + centre), named ``<sample>_c<k>``. Fixed crops instead of GKD's random
   multi-scale crops, because the prepared format stores images once; augmentation happens later;
 - source ``val`` (only if the first source has a val split) and each target's ``test`` (its
-  evaluation split, "val"): resized to short side ``image_size``, aspect ratio kept, no crop.
+  evaluation split, "val"), the paper's test protocol: the *image* is resized (bilinear, aspect
+  kept, no crop) to its dataset's test scale (``EVAL_SCALES``); the *label keeps its original
+  resolution*, so evaluation (``gkd.stages.evaluate``) scores at the resolution the dataset ships.
 
 Caps (``train_images``, ``val_images``, ``target_images``; 0 = all) take the first N samples in
 sorted order, so a capped benchmark is deterministic and needs no seed. Bad data raises DataError at
@@ -36,9 +38,68 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+@dataclass(frozen=True)
+class EvalScale:
+    """One dataset's test-time resize in GKD's mmseg configs, for their 512 crop.
+
+    ``box`` (long, short): ``Resize(scale=box, keep_ratio=True)`` — the largest size that fits inside
+    the box with the aspect kept (upscaling too). ``half_first``: GKD evaluates Mapillary on a copy
+    halved in both axes (image bicubic, label nearest), and that half-size label is its ground truth.
+    """
+    box: tuple[int, int]
+    half_first: bool = False
+
+
+# From GKD's dataset configs (the "Protocol" of each dataset in its documentation): Cityscapes
+# 2048×1024 → 1024×512; BDD100K 1280×720 unchanged; ACDC 1920×1080 → 960×540; Mapillary halved,
+# then fitted into 1024×512; ISPRS 512-px patches unchanged. The box scales with ``image_size``
+# (box × image_size / 512), so a smaller working crop keeps the paper's ratio of image to window; a
+# result whose short side would fall below ``image_size`` (only images more elongated than the box,
+# e.g. Mapillary panoramas) is raised to short side ``image_size``, so every image holds one window.
+# A reader without an entry (none of the evaluated datasets) gets short side ``image_size``.
+PAPER_CROP = 512
+EVAL_SCALES: dict[str, EvalScale] = {
+    "cityscapes": EvalScale((1024, 512)),
+    "bdd100k": EvalScale((1280, 720)),
+    "mapillary": EvalScale((1024, 512), half_first=True),
+    **{f"acdc_{c}": EvalScale((960, 540)) for c in ("night", "snow", "fog", "rain")},
+    **{name: EvalScale((512, 512)) for name in ("potsdam_rgb", "potsdam_irrg", "vaihingen_irrg")},
+}
+
+
+def eval_image_size(h: int, w: int, scale: Optional[EvalScale], crop: int) -> tuple[int, int]:
+    """(height, width) an h×w evaluation image is resized to (after any ``half_first``), ``crop``
+    being the working crop ``image_size``; mmseg's arithmetic: factor, then ``int(side·factor + 0.5)``."""
+    floor = crop / min(h, w)  # short side = crop
+    factor = floor
+    if scale is not None:
+        long_max, short_max = (side * crop / PAPER_CROP for side in scale.box)
+        factor = max(floor, min(long_max / max(h, w), short_max / min(h, w)))
+    if factor == floor:  # exactly short side = crop, whatever the rounding of the other side
+        return (crop, max(crop, round(w * factor))) if h <= w else (max(crop, round(h * factor)), crop)
+    return int(h * factor + 0.5), int(w * factor + 0.5)
+
+
+def eval_pair(image: np.ndarray, label: np.ndarray, scale: Optional[EvalScale],
+              crop: int) -> tuple[np.ndarray, np.ndarray]:
+    """An evaluation pair under the paper's protocol: the image at its test scale, the label at its
+    original resolution (half of it for ``half_first``), never cropped."""
+    from PIL import Image
+    if scale is not None and scale.half_first:
+        h, w = label.shape
+        image = np.asarray(Image.fromarray(image).resize((w // 2, h // 2), Image.BICUBIC))
+        label = np.asarray(Image.fromarray(label).resize((w // 2, h // 2), Image.NEAREST))
+    h, w = label.shape
+    nh, nw = eval_image_size(h, w, scale, crop)
+    if (nh, nw) != (h, w):
+        image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    return image, label
+
+
 @dataclass
 class _Part:
-    """One output split: which samples, and whether they are cropped (crops = 0: keep the aspect)."""
+    """One output split: which samples, and whether they are cropped (crops = 0: an evaluation split,
+    kept whole under the paper's test protocol — ``eval_pair``)."""
     domain: str
     split: str
     items: list[tuple[Reader, Sample]]
@@ -180,9 +241,9 @@ def real_adapter(bench: BenchmarkConfig, seed: int) -> tuple[dict, Iterator]:
 
     def convert(item: tuple[Reader, Sample], part: _Part) -> list[Record]:
         reader, sample = item
+        if not part.crops:  # an evaluation split: the paper's test protocol, label not resized
+            return [(sample.name, *eval_pair(*load(reader, sample), EVAL_SCALES.get(reader.name), size))]
         image, label = resize_short(*load(reader, sample), size)
-        if not part.crops:
-            return [(sample.name, image, label)]
         crops = square_crops(image, label, size, part.crops)
         return [(f"{sample.name}_c{k}", ci, cl) for k, (ci, cl) in enumerate(crops)]
 

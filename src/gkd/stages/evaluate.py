@@ -2,6 +2,15 @@
 
 mIoU per domain from one confusion matrix per domain (never pooled across domains), per-class IoU,
 and Avg = mean mIoU over the target domains. Written as ``metrics/…json`` for `dvc exp show`.
+
+Protocol (the paper's, mmseg's ``mode="slide"`` test): each prepared evaluation image is already at
+its dataset's test scale and its label at the original resolution (``gkd.data.real``). An image of
+the model's input size is predicted whole; any other through sliding windows of the input size with
+stride round(2/3 of it) — 512 / 341 at the paper's size (``Segmenter.predict``). The image-resolution
+logits are resized bilinearly to the label's size and only then arg-maxed, so every pixel of the
+original ground truth is scored. Consecutive images of one size are batched (``evaluate.batch_size``);
+where the size changes a new batch starts, so a split may mix sizes. On `synthetic` every image and
+label is the input size: whole batches, no window, no resize.
 """
 from __future__ import annotations
 
@@ -17,31 +26,46 @@ from gkd.errors import ConfigError
 from gkd.data.prepared import SegmentationSplit, read_meta, to_float
 from gkd.metrics import confusion, iou_from_confusion
 from gkd.models.artifacts import count_params, load_segmenter
+from gkd.models.decoders import logits_at
 from gkd.stages import common
 
 log = logging.getLogger(__name__)
 
 
+def _as_list(batch: list) -> list:
+    """DataLoader collate that keeps samples apart: a split may mix image sizes."""
+    return batch
+
+
+def same_size_runs(batch: list) -> list[list]:
+    """Consecutive samples (image, label, index) whose images share one size: each run is one forward."""
+    runs: list[list] = []
+    for sample in batch:
+        if runs and runs[-1][0][0].shape == sample[0].shape:
+            runs[-1].append(sample)
+        else:
+            runs.append([sample])
+    return runs
+
+
 @torch.no_grad()
 def evaluate_split(model, dataset, num_classes: int, batch_size: int, acc) -> tuple[np.ndarray, np.ndarray]:
     """(confusion matrix K×K of the whole split, per-image counts n×3×K: true positives, ground-truth and
-    predicted pixels per class — what a bootstrap over images resamples)."""
+    predicted pixels per class — what a bootstrap over images resamples), at each label's resolution."""
     # Each rank takes every world-th image (no padding duplicates); results are gathered in image order.
-    # Images of another size than the model's input (real benchmarks) go one by one, through windows.
     shard = torch.utils.data.Subset(dataset, range(acc.process_index, len(dataset), acc.num_processes))
-    first = dataset[0][0].shape[-2:]
-    square = tuple(first) == (model.input_size, model.input_size)
-    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size if square else 1, shuffle=False)
+    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=_as_list)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.long, device=acc.device)
     counts, order = [], []
-    for images, labels, idx in tqdm(loader, desc="eval", disable=not acc.is_main_process, leave=False, mininterval=5):
-        pred = model.predict(to_float(images.to(acc.device))).argmax(1)
-        labels = labels.to(acc.device)
-        for p, l in zip(pred, labels):
-            c = confusion(p, l, num_classes)
-            conf += c
-            counts.append(torch.stack([c.diagonal(), c.sum(1), c.sum(0)]).cpu())
-        order += idx.tolist()
+    for batch in tqdm(loader, desc="eval", disable=not acc.is_main_process, leave=False, mininterval=5):
+        for run in same_size_runs(batch):
+            logits = model.predict(to_float(torch.stack([image for image, _, _ in run]).to(acc.device)))
+            for one, (_, label, idx) in zip(logits, run):
+                label = label.to(acc.device)  # the paper's protocol: logits to the label's size, then argmax
+                c = confusion(logits_at(one, label.shape).argmax(0), label, num_classes)
+                conf += c
+                counts.append(torch.stack([c.diagonal(), c.sum(1), c.sum(0)]).cpu())
+                order.append(int(idx))
     gathered = acc.gather_for_metrics([(order, torch.stack(counts).numpy() if counts else None)], use_gather_object=True)
     rows = {i: row for o, c in gathered if c is not None for i, row in zip(o, c)}
     per_image = np.stack([rows[i] for i in range(len(dataset))]).astype(np.int64)
