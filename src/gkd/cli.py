@@ -97,6 +97,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_convert_isprs(args) -> int:
+    from gkd.data import convert_isprs
+    counts = convert_isprs.convert(args.dataset, Path(args.archives), Path(args.out), args.clip_size, args.stride)
+    for reader, splits in counts.items():
+        print(f"{reader}: " + ", ".join(f"{n} {split} patches" for split, n in splits.items()))
+    print(convert_isprs.params_hint(args.dataset, Path(args.out)))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gkd", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -133,6 +142,15 @@ def main(argv=None) -> int:
     ex.add_argument("--out", required=True, help="output .safetensors (weights + the JSON to rebuild the model)")
     ex.add_argument("--onnx", default=None, help="also write an ONNX graph here")
     ex.set_defaults(fn=cmd_export)
+    ci = sub.add_parser("convert-isprs", help="cut the official ISPRS Potsdam / Vaihingen tiles into the patch "
+                                              "layout the readers expect (mmseg converters' rule)")
+    ci.add_argument("--dataset", required=True, help="potsdam (RGB and IRRG) or vaihingen")
+    ci.add_argument("--archives", required=True, help="folder with the official zip files or their extracted tiles")
+    ci.add_argument("--out", required=True, help="new folder for the dataset (<root>/potsdam or <root>/vaihingen)")
+    ci.add_argument("--clip-size", type=int, default=512, help="patch side in px (default 512, as mmseg's converters)")
+    ci.add_argument("--stride", type=int, default=256, help="the converters' stride (default 256; it only sets how "
+                                                            "many patch origins are tried)")
+    ci.set_defaults(fn=cmd_convert_isprs)
     args = p.parse_args(argv)
     from gkd.errors import GKDError
     try:
