@@ -41,6 +41,7 @@ class BenchmarkConfig:
     root: Optional[str] = None            # raw data root of real benchmarks: each dataset in root/<its folder>
     skip_bad: bool = False                # real data: skip (and report) bad samples instead of stopping
     train_crops: int = 1                  # real data: square crops per source image (short side = image_size)
+    teacher_mode: Optional[str] = None    # stage 1's teacher for this benchmark: cache | online (None: teacher_features.mode)
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,48 @@ class ViewsConfig:
         return self.orientations * (1 + self.photometric)
 
 
+TEACHER_MODES = ("cache", "online")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The online teacher's stage-1 augmentation (``gkd.data.views``: ``draw``/``apply``): one view per sample
+    and step that teacher and student both see, DeiT-style as the official stage-1 code — random resized
+    crop, horizontal flip, RandAugment (rand-m9-mstd0.5-inc1), random erasing."""
+    crop_scale: list[float]         # area fraction of the source image the crop covers, [min, max]
+    crop_ratio: list[float]         # the crop's aspect ratio (width / height), [min, max]
+    hflip: float                    # probability that the view is mirrored
+    randaug_ops: int                # RandAugment operations drawn per view (0: none)
+    randaug_magnitude: float        # their strength on RandAugment's 0..10 scale
+    randaug_magnitude_std: float    # per-operation Gaussian jitter of that strength
+    erasing: float                  # probability of one erased rectangle (filled with noise)
+
+    def __post_init__(self):
+        for key, top in (("crop_scale", 1.0), ("crop_ratio", float("inf"))):
+            pair = getattr(self, key)
+            if len(pair) != 2 or not 0 < pair[0] <= pair[1] <= top:
+                bound = "0 < min <= max" + (f" <= {top}" if top < float("inf") else "")
+                raise ConfigError(f"teacher_features.augment.{key} must be [min, max] with {bound}, got {pair}")
+        for key in ("hflip", "erasing"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"teacher_features.augment.{key} is a probability in [0, 1], got {getattr(self, key)}")
+        if self.randaug_ops < 0 or not 0.0 <= self.randaug_magnitude <= 10.0 or self.randaug_magnitude_std < 0:
+            raise ConfigError(f"teacher_features.augment: randaug_ops >= 0, randaug_magnitude in [0, 10] and "
+                              f"randaug_magnitude_std >= 0, got {self.randaug_ops}, {self.randaug_magnitude}, "
+                              f"{self.randaug_magnitude_std}")
+
+
 @dataclass(frozen=True)
 class FeaturesConfig:
+    """The teacher's signals: ``cache`` runs it once per fixed view (stage `teacher_features`, ``views``);
+    ``online`` runs it inside stage 1 on a fresh ``augment`` view per step (no cache for stage 1)."""
+    mode: str                       # cache | online (a benchmark preset's `teacher_mode` overrides it)
     batch_size: int
     shard_size: int
+    augment: AugmentConfig
+
+    def __post_init__(self):
+        choose("teacher_features.mode", self.mode, TEACHER_MODES)
 
 
 @dataclass(frozen=True)
@@ -223,6 +262,12 @@ class Config:
         """Seed of the student-side randomness (data order, views, masks, heads, decoder)."""
         return self.seed if self.run_seed is None else self.run_seed
 
+    @property
+    def teacher_mode(self) -> str:
+        """Where stage 1's teacher targets come from: the benchmark preset's ``teacher_mode``, else
+        ``teacher_features.mode`` (``cache`` | ``online``)."""
+        return self.benchmark.teacher_mode or self.teacher_features.mode
+
 
 def for_run(cfg: Config, seed: Optional[int] = None, budget: Optional[int] = None) -> Config:
     """The config of one run: its seed (student side only; data, teacher and views keep ``seed``) and its
@@ -258,6 +303,8 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return value
+    if dataclasses.is_dataclass(hint):  # a nested section (teacher_features.augment)
+        return build(hint, value, where)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -352,6 +399,9 @@ def from_dict(raw: dict) -> Config:
     if missing:
         raise ConfigError(f"params: missing key(s) {', '.join(missing)}")
     benchmarks = {k: build(BenchmarkConfig, v, f"benchmarks.{k}") for k, v in raw["benchmarks"].items()}
+    for k, b in benchmarks.items():
+        if b.teacher_mode is not None:
+            choose(f"benchmarks.{k}.teacher_mode", b.teacher_mode, TEACHER_MODES)
     teachers = {k: build(ModelConfig, v, f"teachers.{k}") for k, v in raw["teachers"].items()}
     students = {k: build(ModelConfig, v, f"students.{k}") for k, v in raw["students"].items()}
     method_configs = {k: build(MethodConfig, v, f"method_configs.{k}", extra_field="options")

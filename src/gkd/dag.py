@@ -192,12 +192,16 @@ def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
         model, live = f"models/{run.prefix}{method}", f"logs/{run.prefix}{method}"
         method_flags = pair + [("--method", method)] + run.run_flags + [("--data", DATA)]
         if method in groups["stage1"]:
+            # stage 1's teacher: the cache of fixed views, or the teacher itself run in the stage (online);
+            # the mode is the selected benchmark's (cfg.teacher_mode), so DVC needs `gkd dag` when it changes
+            flag, teacher_in, teacher_params = (("--teacher-weights", TEACHER, "teacher_features")
+                                                if cfg.teacher_mode == "online" else ("--features", FEATURES, "views"))
             out.append(Stage(
                 run.stage("distill", method), "gkd.stages.distill", method_flags + [
-                    ("--student-weights", student_dir), ("--features", FEATURES), ("--out", f"{model}/stage1"),
+                    ("--student-weights", student_dir), (flag, teacher_in), ("--out", f"{model}/stage1"),
                     ("--live", f"{live}/stage1")],
-                [DATA, student_dir, FEATURES],
-                ["seed", "benchmarks.${benchmark}", "views", "distill", "evaluate", *method_keys(cfg, method),
+                [DATA, student_dir, teacher_in],
+                ["seed", "benchmarks.${benchmark}", teacher_params, "distill", "evaluate", *method_keys(cfg, method),
                  "runtime"], outs=[f"{model}/stage1"], plots=[f"{live}/stage1"], pipeline=run.pipeline))
             init, extra = f"{model}/stage1", []
         else:  # one-stage task training from the student's initialisation (teacher outputs for the KD methods)
@@ -295,6 +299,8 @@ def stages(cfg, groups: dict[str, dict[str, list[str]]]) -> list[Stage]:
         out += [seeds_report_stage(cfg, s) for s in ("f2l", "f2f") if s == "f2l" or cfg.f2f.methods]
     if len(cfg.budget.multipliers) > 1:
         out.append(budget_report_stage(cfg, groups["f2l"]))
+    if not any(FEATURES in s.deps for s in out):  # online stage 1 and no feature-KD method: no cache to build
+        out = [s for s in out if s.name != "teacher_features"]
     return out
 
 

@@ -22,9 +22,17 @@ Split keys: ``train`` (source training images, every view), ``generic`` (the gen
 view), ``heldout/<domain>`` (plain view of held-out images: source val, generic val, each target's
 test split — for the stage-1 fidelity report). Shards are ``.npy`` so that ``np.load(mmap_mode="r")``
 reads just the rows a batch needs; a corrupt or truncated shard is detected from its header and size.
+
+Stage 1 gets its targets from one of two sources with one interface (``CachedTeacher``,
+``OnlineTeacher``: a batch of images → the view the student sees and the teacher's signals on it),
+chosen by ``teacher_features.mode``. Both compute the signals with ``teacher_signals``, the same
+function the cache is written with, so the two modes cannot drift apart; online, the teacher runs in
+the training process (frozen, eval mode, no grad, bf16 autocast on GPUs that support it) on a fresh
+augmented view per step (``gkd.data.views.augment``) and nothing is written to disk.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +64,7 @@ SIGNALS: dict[str, Signal] = {
     "logits": Signal("teacher_task", "K×h×w", "teacher segmenter logits on the grid"),
 }
 SHALLOW_BLOCKS = (0, 1)  # "shallow": the patch tokens after blocks 1 and 2 (ViTKD)
+STAGE1_SIGNALS = ("tokens",)  # what stage 1 (GKD, Proteus) reads: final-norm CLS + patch tokens
 
 
 def heldout_key(domain: str) -> str:
@@ -212,3 +221,58 @@ def teacher_signals(teacher, names: tuple[str, ...]) -> Callable[[torch.Tensor],
             got["shallow"] = torch.stack(out[2], dim=1)       # B×2×N×D
         return {k: got[k] for k in names}
     return run
+
+
+# ---------------------------------------------------------------------------------------------- stage-1 targets
+def teacher_autocast(device) -> contextlib.AbstractContextManager:
+    """bf16 autocast where the device runs it fast (CUDA with bf16 support); fp32 elsewhere — on CPU bf16
+    is slower than fp32, and fp32 keeps the online targets equal to the cached ones."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class CachedTeacher:
+    """``teacher_features.mode: cache``: each sample one of its cached views (``views.choose`` from the
+    sample's generator), rendered for the student, and the cached signals of exactly that view."""
+
+    def __init__(self, cache: TeacherCache, views_cfg: ViewsConfig, data_seed: int,
+                 names: tuple[str, ...] = STAGE1_SIGNALS):
+        self.cache, self.views_cfg, self.data_seed, self.names = cache, views_cfg, data_seed, names
+
+    def token_shape(self) -> tuple[int, int]:
+        """(1 + patches, width) of the teacher's tokens."""
+        return self.cache.shape("tokens")
+
+    def __call__(self, images: torch.Tensor, idx: torch.Tensor, rngs, device) -> tuple[torch.Tensor, dict]:
+        view = views_mod.choose(rngs, self.views_cfg.count)
+        x = views_mod.render(images, idx, view, self.views_cfg, self.data_seed).to(device)
+        return x, {name: self.cache.get(name, idx.numpy(), view.numpy()).to(device) for name in self.names}
+
+
+class OnlineTeacher:
+    """``teacher_features.mode: online``: the frozen teacher inside the training process, on the online view
+    of each sample (``views.augment``, drawn from the sample's generator) — the very tensor the student gets.
+
+    The teacher is a plain module on the device: never handed to ``accelerator.prepare``, so never wrapped
+    for DDP (it has no gradients to synchronise) and never under the trained module's autocast."""
+
+    def __init__(self, teacher: torch.nn.Module, augment_cfg, size: int, names: tuple[str, ...] = STAGE1_SIGNALS):
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.augment_cfg, self.size, self.names = augment_cfg, size, names
+        self._signals = teacher_signals(self.teacher, names)
+
+    def token_shape(self) -> tuple[int, int]:
+        return 1 + self.teacher.num_patches, self.teacher.embed_dim
+
+    @torch.no_grad()
+    def signals(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The teacher's signals on views ``x`` (float32 whatever the autocast computed them in)."""
+        self.teacher.eval()  # nothing may switch the frozen teacher to training behaviour
+        with teacher_autocast(x.device):
+            return {name: value.float() for name, value in self._signals(x).items()}
+
+    def __call__(self, images: torch.Tensor, idx: torch.Tensor, rngs, device) -> tuple[torch.Tensor, dict]:
+        x = views_mod.augment(images, rngs, self.augment_cfg, self.size, device)
+        return x, self.signals(x)

@@ -1,17 +1,25 @@
-"""Stage `distill` (stage 1): label-free representation distillation of the student from cached teacher tokens.
+"""Stage `distill` (stage 1): label-free representation distillation of the student from the teacher's tokens.
 
 Two phases, as the official code's two runs, each with fresh heads, a fresh optimiser and its own
 cosine schedule: 1a on the generic stream (if the benchmark has one and ``distill.generic_epochs`` > 0),
-then 1b on the source training images — images only, no labels. The teacher is never run here: the
-target of every step is the cached teacher output of exactly the view the student gets
-(``gkd.data.views``).
+then 1b on the source training images — images only, no labels. The target of every step is the
+teacher's output on exactly the view the student gets, from one of two sources (``gkd.features``),
+chosen by ``teacher_features.mode`` (a benchmark preset's ``teacher_mode`` overrides it):
+
+* ``cache`` (``--features``): the teacher_features cache of a fixed set of views per image
+  (``gkd.data.views``); the teacher is never run here;
+* ``online`` (``--teacher-weights``): the frozen teacher runs here, on a fresh stage-1 augmentation
+  per sample and step (``views.augment``); no cache. The held-out tokens of the fidelity check are
+  computed at the start into the resume folder (removed on success), and the constant-mean baseline
+  is the teacher's mean token over one online view of every training image.
 
 Each phase ends with the fidelity check (``gkd.fidelity``): every loss term on held-out images
-of every cached domain, next to the constant-mean baseline and as R² of the teacher's tokens. The
+of every held-out domain, next to the constant-mean baseline and as R² of the teacher's tokens. The
 stage writes it as ``fidelity.json`` beside the distilled backbone.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -20,7 +28,6 @@ import numpy as np
 import torch
 
 from gkd import features, io, train
-from gkd.data import views
 from gkd.data.prepared import SegmentationSplit, read_meta
 from gkd.methods import build_method
 from gkd import fidelity as fidelity_mod
@@ -45,37 +52,67 @@ def phases(cfg, meta) -> list[tuple[str, str, int]]:
     return out
 
 
-def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: Path, out: Path,
-        live_dir: Path | None) -> None:
+def teacher_input(cfg, features_dir: Path | None, teacher_dir: Path | None) -> Path:
+    """The input the configured teacher mode reads. The DAG passes exactly that one (``gkd.dag``); a command
+    declared for the other mode (a dvc.yaml rendered for another benchmark) is refused before any work."""
+    mode = cfg.teacher_mode
+    given = {"cache": (features_dir, "--features"), "online": (teacher_dir, "--teacher-weights")}
+    path, flag = given[mode]
+    if path is None:
+        where = (f"benchmarks.{cfg.benchmark_name}.teacher_mode" if cfg.benchmark.teacher_mode
+                 else "teacher_features.mode")
+        other = "online" if mode == "cache" else "cache"
+        raise ConfigError(f"distill: {where} is {mode!r}, which reads {flag}, but this command was declared for "
+                          f"the {other} mode (a dvc.yaml rendered for another benchmark, e.g. before `-S "
+                          f"benchmark=...`): select the benchmark in params.yaml and run `gkd dag`, or set {where}: "
+                          f"{other}")
+    return path
+
+
+def run(cfg, method_name: str, data: Path, student_weights: Path, out: Path, live_dir: Path | None, *,
+        features_dir: Path | None = None, teacher_dir: Path | None = None) -> None:
     method = build_method(cfg, method_name)
     if not method.stage1:
         raise ConfigError(f"method {method_name!r} has no stage 1 (distill); it trains in `adapt` only")
+    online = cfg.teacher_mode == "online"
+    source_dir = teacher_input(cfg, features_dir, teacher_dir)
     meta = read_meta(data)
     plan = phases(cfg, meta)
     v = cfg.views
     splits = {key: SegmentationSplit(data, domain, "train", with_labels=False) for key, domain, _ in plan}
-    caches = {key: features.TeacherCache(features_dir / key).check(len(splits[key]), v.count, f"{domain}/train")
-              for key, domain, _ in plan}
-    held = {}
-    for domain, split in features.heldout_splits(meta):
-        ds = features.CenterCrop(SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0),
-                                 meta.image_size)
-        held[domain] = (ds, features.TeacherCache(features_dir / features.heldout_key(domain))
-                        .check(len(ds), 1, f"{domain}/{split}"))
+    heldout = {domain: (features.CenterCrop(SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0),
+                                            meta.image_size), split)
+               for domain, split in features.heldout_splits(meta)}
+    caches, held = {}, {}
+    if not online:  # every cache checked before any compute
+        caches = {key: features.TeacherCache(source_dir / key).check(len(splits[key]), v.count, f"{domain}/train")
+                  for key, domain, _ in plan}
+        held = {domain: (ds, features.TeacherCache(source_dir / features.heldout_key(domain))
+                         .check(len(ds), 1, f"{domain}/{split}")) for domain, (ds, split) in heldout.items()}
 
     seed = cfg.train_seed
     with train.StageRun(cfg.runtime, seed, out, live_dir) as run:
         acc, resume, live = run.acc, run.resume, run.live
         student = load_backbone(student_weights, img_size=meta.image_size, seed=cfg.seed,
                                 patch_size=cfg.benchmark.patch_size, with_mask_token=True)
-        first = caches[plan[0][0]]
-        teacher_dim = first.shape("tokens")[-1]
-        if first.shape("tokens")[0] != 1 + student.num_patches:
-            raise ConfigError(f"token grids differ: teacher cache has {first.shape('tokens')[0] - 1} patches, "
-                              f"student {student.num_patches}; both must use the benchmark's patch_size")
+        if online:
+            teacher = load_backbone(source_dir, img_size=meta.image_size, seed=cfg.seed,
+                                    patch_size=cfg.benchmark.patch_size).to(acc.device)
+            online_teacher = features.OnlineTeacher(teacher, cfg.teacher_features.augment, meta.image_size)
+            sources = {key: online_teacher for key, _, _ in plan}
+            held = online_heldout(acc, online_teacher, heldout, resume / "teacher_heldout", cfg)
+        else:
+            sources = {key: features.CachedTeacher(caches[key], v, cfg.seed) for key, _, _ in plan}
+        token_count, teacher_dim = sources[plan[0][0]].token_shape()
+        if token_count != 1 + student.num_patches:
+            raise ConfigError(f"token grids differ: teacher has {token_count - 1} patches, student "
+                              f"{student.num_patches}; both must use the benchmark's patch_size")
         d = cfg.distill
         student.to(acc.device)
-        report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed,
+        # cache runs keep their metadata as it was (the default results stay byte-identical)
+        mode_info = {"teacher_mode": "online", "augment": dataclasses.asdict(cfg.teacher_features.augment)} \
+            if online else {}
+        report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed, **mode_info,
                         "init_probe": probe_report(student, held, cfg.evaluate.batch_size, acc.device),
                         "phases": {}}
         total_steps = 0
@@ -92,15 +129,15 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
             torch.manual_seed(seed + number)  # fresh heads, deterministic per run and phase
             module = method.stage1_module(student, teacher_dim)
             optimizer = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), d.lr, d.weight_decay))
-            cache = caches[key]
-            step = stage1_step(cache, v, cfg.seed, seed, method.mask_ratio, student.num_patches, acc.device)
+            step = targets_step(sources[key], seed, method.mask_ratio, student.num_patches, acc.device)
             steps = train.fit(acc=acc, module=module, optimizer=optimizer,
                               phases=[train.Phase(key, splits[key], epochs)], batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=seed,
                               resume_dir=resume / phase, checkpoint_every=d.checkpoint_every, live=live,
                               desc=f"distill {method_name} {phase}", metric_prefix=f"train/{phase}/")
             total_steps += steps
             trained = acc.unwrap_model(module)
-            constant = fidelity_mod.constant_predictions(cache)
+            constant = (online_constant(acc, online_teacher, splits[key], seed, cfg.teacher_features.batch_size)
+                        if online else fidelity_mod.constant_predictions(caches[key]))
             result = {"split": f"{domain}/train", "epochs": epochs, "steps": steps, "domains": {}}
             for held_domain, (ds, held_cache) in held.items():
                 if phase == "1a" and held_domain not in ("generic", meta.source):
@@ -121,24 +158,78 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, features_dir: 
         def write(tmp: Path) -> None:
             save_backbone(tmp, student, cfg.student, meta.image_size,
                           {"method": method_name, "teacher": cfg.teacher_name, "seed": seed, "steps": total_steps,
-                           "budget": cfg.budget_multiplier, "phases": [dict(split=k, epochs=e) for k, _, e in plan]})
+                           "budget": cfg.budget_multiplier, "phases": [dict(split=k, epochs=e) for k, _, e in plan],
+                           **mode_info})
             io.write_json(tmp / "fidelity.json", report)
         run.save(write)
 
 
-def stage1_step(cache: features.TeacherCache, views_cfg, data_seed: int, run_seed: int, mask_ratio: float,
-                num_patches: int, device):
-    """The step function of stage 1 (also what ``gkd bench`` times): one view per sample, its cached teacher
-    tokens, the first-half mask; returns the module's loss terms."""
+def targets_step(teacher, run_seed: int, mask_ratio: float, num_patches: int, device):
+    """The step function of stage 1 (also what ``gkd bench`` times). Each sample's own generator, seeded by
+    (run seed, epoch, sample), first draws its view — ``teacher`` (``features.CachedTeacher`` or
+    ``OnlineTeacher``) renders it and returns the teacher's tokens on it — then its first-half mask; the
+    module gets that one view tensor and those tokens, and returns its loss terms."""
     def step(module, batch, _phase, epoch):
         images, _, idx = batch
         rngs = train.sample_rngs(run_seed, epoch, idx)
-        view = views.choose(rngs, views_cfg.count)
-        x = views.render(images, idx, view, views_cfg, data_seed).to(device)
-        tokens = cache.get("tokens", idx.numpy(), view.numpy()).to(device)
+        x, targets = teacher(images, idx, rngs, device)
         mask = first_half_mask(rngs, num_patches, mask_ratio).to(device)
-        return module(x, tokens, mask)
+        return module(x, targets["tokens"], mask)
     return step
+
+
+def stage1_step(cache: features.TeacherCache, views_cfg, data_seed: int, run_seed: int, mask_ratio: float,
+                num_patches: int, device):
+    """The cache-mode step function, from the cache and the views it holds."""
+    return targets_step(features.CachedTeacher(cache, views_cfg, data_seed), run_seed, mask_ratio, num_patches, device)
+
+
+def online_heldout(acc, teacher: features.OnlineTeacher, heldout: dict, directory: Path, cfg) -> dict:
+    """Online mode: the held-out tokens of the fidelity check, computed once at the start with the online
+    teacher's own ``signals`` into a cache of the same format (fp16, written and read by the same code as
+    teacher_features'), so both modes score the student against the same numbers. Rebuilt on every start
+    (a restart may follow a change of teacher); the folder goes with the resume folder."""
+    tf = cfg.teacher_features
+    if acc.is_main_process:
+        shutil.rmtree(directory, ignore_errors=True)
+    acc.wait_for_everyone()
+    held = {}
+    for domain, (ds, split) in heldout.items():
+        target = directory / features.heldout_key(domain)
+        if acc.is_main_process:
+            target.mkdir(parents=True)
+        acc.wait_for_everyone()
+        shapes = features.extract(teacher.signals, ds, target, views_cfg=None, seed=cfg.seed, batch_size=tf.batch_size,
+                                  shard_size=tf.shard_size, desc=f"teacher on held-out {domain}", device=acc.device,
+                                  rank=acc.process_index, world=acc.num_processes)
+        shapes = [s for s in acc.gather_for_metrics([shapes], use_gather_object=True) if s][0]
+        if acc.is_main_process:
+            features.write_index(target, len(ds), 1, tf.shard_size, shapes,
+                                 {"teacher": cfg.teacher_name, "split": f"{domain}/{split}", "mode": "online"})
+        acc.wait_for_everyone()
+        held[domain] = (ds, features.TeacherCache(target).check(len(ds), 1, f"{domain}/{split}"))
+    return held
+
+
+BASELINE_STREAM = 0xBA5E  # the baseline's views come from generators [seed, this, image]: never a training step's
+
+
+@torch.no_grad()
+def online_constant(acc, teacher: features.OnlineTeacher, dataset, seed: int, batch_size: int) -> dict[str, torch.Tensor]:
+    """Online counterpart of ``fidelity.constant_predictions``: the teacher's mean CLS and mean patch token
+    over one online view of every training image (images split over the processes, sums reduced)."""
+    n = len(dataset)
+    mine = list(range(acc.process_index, n, acc.num_processes))
+    sums = torch.zeros(2, teacher.teacher.embed_dim, device=acc.device, dtype=torch.float64)
+    for start in range(0, len(mine), batch_size):
+        chunk = mine[start:start + batch_size]
+        images = torch.stack([dataset[i][0] for i in chunk])
+        rngs = [np.random.default_rng([seed, BASELINE_STREAM, i]) for i in chunk]
+        _, targets = teacher(images, torch.tensor(chunk), rngs, acc.device)
+        tokens = targets["tokens"].double()
+        sums += torch.stack([tokens[:, 0].sum(0), tokens[:, 1:].mean(1).sum(0)])
+    sums = acc.reduce(sums, reduction="sum") / n
+    return {"cls": sums[0].float().cpu(), "patch": sums[1].float().cpu()}
 
 
 def probe_report(student, held: dict, batch_size: int, device) -> dict[str, dict[str, float]]:
@@ -168,12 +259,15 @@ def main(argv=None) -> None:
     p.add_argument("--method", required=True)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--student-weights", required=True, type=Path, help="student initialisation (student_weights)")
-    p.add_argument("--features", required=True, type=Path)
+    p.add_argument("--features", type=Path, default=None, help="teacher cache (teacher_features.mode: cache)")
+    p.add_argument("--teacher-weights", type=Path, default=None,
+                   help="the frozen teacher, run in this process (teacher_features.mode: online)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--live", type=Path, default=None)
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
-    run(cfg, args.method, args.data, args.student_weights, args.features, args.out, args.live)
+    run(cfg, args.method, args.data, args.student_weights, args.out, args.live, features_dir=args.features,
+        teacher_dir=args.teacher_weights)
 
 
 if __name__ == "__main__":
