@@ -391,6 +391,18 @@ def _yaml11_no(runtime: Any) -> Any:
     return runtime
 
 
+def check_token_grid(bench: BenchmarkConfig, where: str) -> None:
+    """``image_size`` must be a whole number of patches: teacher and student share that token grid, and
+    a ragged edge would pass `prepare` and fail only in the first stage that builds a model."""
+    size, patch = bench.image_size, bench.patch_size
+    if patch < 1:
+        raise ConfigError(f"{where}.patch_size must be >= 1, got {patch}")
+    if size < patch or size % patch:
+        nearest = [n for n in (size // patch * patch, (size // patch + 1) * patch) if n >= patch]
+        raise ConfigError(f"{where}.image_size ({size}) is not a multiple of {where}.patch_size ({patch}): the "
+                          f"token grid needs whole patches; use e.g. image_size {' or '.join(map(str, nearest))}")
+
+
 def from_dict(raw: dict) -> Config:
     """The validated config. Names that live in code registries (methods and their options, decoders)
     are checked one layer up, by ``gkd.validate`` (which imports them, and torch): this module stays
@@ -399,6 +411,8 @@ def from_dict(raw: dict) -> Config:
     if missing:
         raise ConfigError(f"params: missing key(s) {', '.join(missing)}")
     benchmarks = {k: build(BenchmarkConfig, v, f"benchmarks.{k}") for k, v in raw["benchmarks"].items()}
+    for k, b in benchmarks.items():
+        check_token_grid(b, f"benchmarks.{k}")
     for k, b in benchmarks.items():
         if b.teacher_mode is not None:
             choose(f"benchmarks.{k}.teacher_mode", b.teacher_mode, TEACHER_MODES)
