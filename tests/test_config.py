@@ -171,3 +171,18 @@ def test_json_schema_is_current_and_accepts_the_params():
     bad["distill"]["lr_typo"] = 1.0
     with pytest.raises(jsonschema.ValidationError, match="lr_typo"):
         jsonschema.validate(bad, spec)
+
+
+def test_presets_trained_on_the_generic_stream_need_a_benchmark_with_one():
+    """Real benchmarks have no generic stream: a preset pretrained on it fails at load, naming what to set."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"^student 'vit_t6' has `weights: classify`.*benchmark 'gta2city' has none"):
+        from_dict({**raw, "benchmark": "gta2city"})
+    with pytest.raises(ConfigError, match=r"^f2f.student 'tiny_vfm_s' .*drop the F2F table \(f2f.methods: \[\]\)"):
+        from_dict({**raw, "benchmark": "gta2city", "student": "deit_s"})
+    with pytest.raises(ConfigError, match=r"^teacher 'tiny_vfm' .*set benchmarks.synthetic.generic_images > 0"):
+        from_dict(merge(raw, {"teacher": "tiny_vfm", "benchmarks": {"synthetic": {"generic_images": 0}}}))
+    with pytest.raises(ConfigError, match="student 'vit_t6'"):  # a selector swapped per command, as Snakemake does
+        load(ROOT / "params.yaml", benchmark="gta2city")
+    ok = from_dict({**raw, "benchmark": "gta2city", "student": "deit_s", "f2f": {**raw["f2f"], "methods": []}})
+    assert ok.benchmark_name == "gta2city"

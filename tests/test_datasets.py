@@ -378,7 +378,7 @@ def check_records(out, size, k):
 def test_real_adapter_gta_to_city_bdd_mapillary(tmp_path):
     root = build_gta2city_fixture(tmp_path)
     info, records = ADAPTERS["real"](bench(root, "gta5", ["cityscapes", "bdd100k", "mapillary"], size=32,
-                                           target_images=3), 0)
+                                           target_images=3), 0, {})
     assert info == {"classes": lm.CITYSCAPES_CLASSES, "palette": lm.CITYSCAPES_PALETTE, "source": "gta5"}
     out = collect(records)
     assert {k: len(v) for k, v in out.items()} == {("gta5", "train"): 8, ("cityscapes", "test"): 3,
@@ -393,7 +393,7 @@ def test_real_adapter_gta_to_city_bdd_mapillary(tmp_path):
 
 def test_real_adapter_train_crops_and_resize(tmp_path):
     root, expected = fx.build_gta5(tmp_path, n=2, size=(40, 24))
-    out = collect(ADAPTERS["real"](bench(root, "gta5", [], size=12, train_crops=3), 0)[1])
+    out = collect(ADAPTERS["real"](bench(root, "gta5", [], size=12, train_crops=3), 0, {})[1])
     recs = out[("gta5", "train")]
     assert [r[0] for r in recs] == [f"gta5_0000{i}_c{k}" for i in (1, 2) for k in range(3)]
     full_image, full_label = real_mod.resize_short(
@@ -411,7 +411,7 @@ def test_real_adapter_cityscapes_to_acdc(tmp_path):
     fx.build_cityscapes(tmp_path)
     fx.build_acdc(tmp_path)
     targets = ["acdc_night", "acdc_snow", "acdc_fog", "acdc_rain"]
-    info, records = ADAPTERS["real"](bench(tmp_path, "cityscapes", targets, size=16, val_images=2), 0)
+    info, records = ADAPTERS["real"](bench(tmp_path, "cityscapes", targets, size=16, val_images=2), 0, {})
     out = collect(records)
     assert {k: len(v) for k, v in out.items()} == {
         ("cityscapes", "train"): 3, ("cityscapes", "val"): 2, **{(t, "test"): 2 for t in targets}}
@@ -422,7 +422,7 @@ def test_real_adapter_cityscapes_to_acdc(tmp_path):
 def test_real_adapter_potsdam_rgb_to_irrg_and_vaihingen(tmp_path):
     fx.build_potsdam(tmp_path)
     fx.build_vaihingen(tmp_path)
-    info, records = ADAPTERS["real"](bench(tmp_path, "potsdam_rgb", ["potsdam_irrg", "vaihingen_irrg"], size=16), 0)
+    info, records = ADAPTERS["real"](bench(tmp_path, "potsdam_rgb", ["potsdam_irrg", "vaihingen_irrg"], size=16), 0, {})
     assert info == {"classes": lm.ISPRS_CLASSES, "palette": lm.ISPRS_PALETTE, "source": "potsdam_rgb"}
     out = collect(records)
     assert {k: len(v) for k, v in out.items()} == {("potsdam_rgb", "train"): 4, ("potsdam_rgb", "val"): 4,
@@ -436,7 +436,7 @@ def test_real_adapter_multi_source_caps(tmp_path):
     fx.build_urbansyn(tmp_path, n=2)
     fx.build_cityscapes(tmp_path)
     out = collect(ADAPTERS["real"](bench(tmp_path, "gta5+synthia+urbansyn", ["cityscapes"], train_images=4,
-                                         target_images=1), 0)[1])
+                                         target_images=1), 0, {})[1])
     names = [r[0] for r in out[("gta5_synthia_urbansyn", "train")]]
     assert names == ["gta5_00001_c0", "gta5_00002_c0", "synthia_0000000_c0", "urbansyn_rgb_0001_c0"]
     assert len(out[("cityscapes", "test")]) == 1 and ("gta5_synthia_urbansyn", "val") not in out
@@ -446,16 +446,16 @@ def test_real_adapter_config_errors(tmp_path):
     fx.build_potsdam(tmp_path)
     fx.build_cityscapes(tmp_path)
     with pytest.raises(ConfigError, match="mixes class sets"):
-        ADAPTERS["real"](bench(tmp_path, "potsdam_rgb", ["cityscapes"]), 0)
+        ADAPTERS["real"](bench(tmp_path, "potsdam_rgb", ["cityscapes"]), 0, {})
     with pytest.raises(ConfigError, match="'gta5' has no evaluation split"):
-        ADAPTERS["real"](bench(tmp_path, "cityscapes", ["gta5"]), 0)
-    with pytest.raises(ConfigError, match="needs `root`"):
+        ADAPTERS["real"](bench(tmp_path, "cityscapes", ["gta5"]), 0, {})
+    with pytest.raises(ConfigError, match=r"dataset 'cityscapes': no folder given; set `datasets: \{cityscapes: "):
         ADAPTERS["real"](BenchmarkConfig(adapter="real", image_size=8, patch_size=8, source="cityscapes",
-                                         targets=[]), 0)
+                                         targets=[]), 0, {})
     with pytest.raises(ConfigError, match="unknown dataset reader 'gta'"):
-        ADAPTERS["real"](bench(tmp_path, "gta", []), 0)
+        ADAPTERS["real"](bench(tmp_path, "gta", []), 0, {})
     with pytest.raises(DataError, match=r"dataset root .*GTA5 not found"):  # raised before any record is made
-        ADAPTERS["real"](bench(tmp_path, "gta5", ["cityscapes"]), 0)
+        ADAPTERS["real"](bench(tmp_path, "gta5", ["cityscapes"]), 0, {})
 
 
 def _break_gta(root: Path) -> None:
@@ -473,9 +473,9 @@ def test_real_adapter_bad_data_raises_by_default(tmp_path):
     fx.build_cityscapes(tmp_path)
     _break_gta(tmp_path)
     with pytest.raises(DataError, match=r"00004\.png: no label; expected .*GTA5/labels/00004\.png"):
-        ADAPTERS["real"](bench(tmp_path, "gta5", ["cityscapes"]), 0)
+        ADAPTERS["real"](bench(tmp_path, "gta5", ["cityscapes"]), 0, {})
     (tmp_path / "GTA5/images/00004.png").unlink()
-    info, records = ADAPTERS["real"](bench(tmp_path, "gta5", ["cityscapes"]), 0)
+    info, records = ADAPTERS["real"](bench(tmp_path, "gta5", ["cityscapes"]), 0, {})
     domain, split, count, recs = next(records)
     with pytest.raises(DataError, match=r"00002\.png: unreadable image"):
         list(recs)
@@ -486,7 +486,7 @@ def test_real_adapter_skip_bad_skips_and_reports(tmp_path, caplog):
     fx.build_cityscapes(tmp_path)
     _break_gta(tmp_path)
     with caplog.at_level(logging.WARNING, logger="gkd.data"):
-        info, records = ADAPTERS["real"](bench(tmp_path, "gta5", ["cityscapes"], skip_bad=True), 0)
+        info, records = ADAPTERS["real"](bench(tmp_path, "gta5", ["cityscapes"], skip_bad=True), 0, {})
         out = collect(records)
     assert [r[0] for r in out[("gta5", "train")]] == ["gta5_00001_c0", "gta5_00006_c0"]
     skipped = real_mod.real_adapter.last_skipped
@@ -498,3 +498,28 @@ def test_real_adapter_skip_bad_skips_and_reports(tmp_path, caplog):
         assert reason in reasons
     assert "gta5/train: skipped 4 bad samples" in caplog.text
     assert len(out[("cityscapes", "test")]) == 3
+
+
+def test_per_dataset_folders_override_the_root(tmp_path):
+    """`datasets:` in params places each dataset anywhere; the others are still found under the root."""
+    fx.build_cityscapes(tmp_path / "elsewhere")
+    fx.build_acdc(tmp_path / "root")
+    moved = {"cityscapes": str(tmp_path / "elsewhere" / "cityscapes")}
+    out = collect(ADAPTERS["real"](bench(tmp_path / "root", "cityscapes", ["acdc_fog"], size=16), 0, moved)[1])
+    assert len(out[("cityscapes", "train")]) == 3 and len(out[("acdc_fog", "test")]) == 2
+    with pytest.raises(DataError, match="cityscapes"):  # without the entry, <root>/cityscapes does not exist
+        ADAPTERS["real"](bench(tmp_path / "root", "cityscapes", ["acdc_fog"], size=16), 0, {})
+
+
+def test_datasets_entries_are_validated_before_any_work(tmp_path):
+    import yaml
+    from gkd import validate
+    from gkd.stages import prepare
+    raw = yaml.safe_load(open("params.yaml"))
+    assert validate.from_dict({**raw, "datasets": {"gta5": "/data/GTA5"}}).datasets == {"gta5": "/data/GTA5"}
+    for entry, message in [({"cityscape": "/data/cityscapes"}, "unknown dataset .*'cityscape'.*valid choices: .*cityscapes"),
+                           ({"gta5": ""}, "datasets.gta5: expected the dataset's folder")]:
+        cfg = validate.from_dict({**raw, "datasets": entry})
+        with pytest.raises(ConfigError, match=message):  # also on `synthetic`, where the entry would be unused
+            prepare.run(cfg, tmp_path / "out", None)
+        assert not (tmp_path / "out").exists()

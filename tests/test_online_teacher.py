@@ -155,6 +155,8 @@ def test_dag_reads_the_cache_for_stage1_only_in_cache_mode(tiny_cfg):
 
     cfg, cached = stages()
     assert cfg.teacher_mode == "cache" and dag.FEATURES in cached["distill-gkd"].deps
+    # the teacher too, so `dvc exp run -S benchmark=<an online preset>` works on this dvc.yaml
+    assert dag.TEACHER in cached["distill-gkd"].deps and "teacher_features" in cached["distill-gkd"].params
     assert "teacher_features" in cached and "views" in cached["distill-gkd"].params
 
     for cfg, online in (stages(mode="online"), stages(mode="cache", preset="online")):

@@ -250,6 +250,7 @@ class Config:
     run_seed: Optional[int] = None  # student-side randomness of this run (--seed); None: ``seed``
     budget_multiplier: int = 1      # this run's stage-1 and task epochs are x this (--budget)
     threads: int = 0
+    datasets: dict = field(default_factory=dict)  # real dataset name -> its folder (else <root>/<usual folder>)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     resources: dict = field(default_factory=dict)  # stage family -> ResourceConfig (Snakemake only)
     raw: dict = field(repr=False, default_factory=dict)
@@ -378,7 +379,31 @@ def with_selectors(cfg: Config, **overrides: Optional[str]) -> Config:
         cls = BenchmarkConfig if key == "benchmark" else ModelConfig
         changes[f"{key}_name"] = value
         changes[key] = build(cls, presets[value], f"{tables[key]}.{value}")
-    return dataclasses.replace(cfg, **changes) if changes else cfg
+    return check_pretraining_data(dataclasses.replace(cfg, **changes)) if changes else cfg
+
+
+GENERIC_WEIGHTS = ("pretrain", "classify")  # weight sources trained here on the generic stream
+
+
+def check_pretraining_data(cfg: Config) -> Config:
+    """A preset whose weights are trained here on the `generic` stream needs a benchmark that has one;
+    real benchmarks do not, so say before any compute which preset to change and to what."""
+    bench = cfg.benchmark
+    if bench.adapter == "synthetic" and bench.generic_images > 0:
+        return cfg
+    used = [("teacher", cfg.teacher_name, cfg.teacher), ("student", cfg.student_name, cfg.student)]
+    if cfg.f2f.methods:
+        used.append(("f2f.student", cfg.f2f.student, build(ModelConfig, cfg.raw["students"][cfg.f2f.student],
+                                                            f"students.{cfg.f2f.student}")))
+    for role, name, preset in used:
+        if preset.weights in GENERIC_WEIGHTS:
+            fix = ("set benchmarks.synthetic.generic_images > 0" if bench.adapter == "synthetic" else
+                   "choose a preset with real weights (e.g. teacher dinov2_s14; student deit_s; f2f.student dinov2_s), "
+                   "or give the preset a local file (`weights: /path/to/file.safetensors`)"
+                   + ("; or drop the F2F table (f2f.methods: [])" if role == "f2f.student" else ""))
+            raise ConfigError(f"{role} {name!r} has `weights: {preset.weights}`, trained here on the generic stream, "
+                              f"but benchmark {cfg.benchmark_name!r} has none: {fix}")
+    return cfg
 
 
 def _yaml11_no(runtime: Any) -> Any:
@@ -459,11 +484,12 @@ def from_dict(raw: dict) -> Config:
         f2f=f2f, ablation=ablation,
         budget=build(BudgetConfig, raw["budget"], "budget") if "budget" in raw else BudgetConfig([1]),
         threads=_check_type(raw.get("threads", 0), int, "threads"),
+        datasets=_check_type(raw.get("datasets") or {}, dict[str, str], "datasets"),
         runtime=build(RuntimeConfig, _yaml11_no(raw.get("runtime", {})), "runtime"),
         resources={k: build(ResourceConfig, v, f"resources.{k}") for k, v in raw.get("resources", {}).items()},
         raw=raw,
     )
-    return cfg
+    return check_pretraining_data(cfg)
 
 
 def resolve_bases(entries: dict) -> dict:

@@ -62,6 +62,8 @@ def params_schema() -> dict:
         "f2f": _object(c.F2FConfig), "ablation": _object(c.AblationConfig), "budget": _object(c.BudgetConfig),
         "seed": {"type": "integer"}, "seeds": {"type": "array", "items": {"type": "integer"}},
         "threads": {"type": "integer"},
+        "datasets": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
+                     "description": "real dataset name -> its folder as extracted (else <benchmark root>/<usual folder>)"},
         "benchmarks": presets(c.BenchmarkConfig), "teachers": presets(c.ModelConfig), "students": presets(c.ModelConfig),
         "method_configs": {"type": "object", "additionalProperties": method},
         "pretrain": _object(c.PretrainConfig), "student_pretrain": _object(c.StudentPretrainConfig),

@@ -17,12 +17,13 @@ from gkd.registry import Registry
 # An adapter turns a benchmark preset into its class list, palette and the records of every split.
 # records: iterator of (domain, split, iterator of (name, image H×W×3 uint8, label H×W uint8)).
 Records = Iterator[tuple[str, str, int, Iterator[tuple[str, np.ndarray, np.ndarray]]]]
-ADAPTERS = Registry("dataset adapter")  # name -> fn(BenchmarkConfig, seed) -> (info, Records)
+ADAPTERS = Registry("dataset adapter")  # name -> fn(BenchmarkConfig, seed, datasets) -> (info, Records)
 register_adapter = ADAPTERS.register
 
 
 @register_adapter("synthetic")
-def synthetic_adapter(bench: BenchmarkConfig, seed: int):
+def synthetic_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]):
+    """Generated on the fly: there are no raw folders, so ``datasets`` is unused."""
 
     if bench.source != syn.SOURCE_DOMAIN or any(t not in syn.TARGET_DOMAINS for t in bench.targets):
         raise ConfigError(f"synthetic benchmark: source must be {syn.SOURCE_DOMAIN!r} and targets a subset of "

@@ -1,8 +1,8 @@
 """The `real` benchmark adapter: raw dataset folders → the records the prepare stage writes.
 
 A benchmark names its source reader(s) and target readers (``gkd.data.readers``); every dataset
-lives at ``<bench.root>/<reader.folder>``. The adapter decides *which* samples form each split and
-brings them to the working resolution:
+lives in the folder params' ``datasets:`` gives for it, else at ``<bench.root>/<reader.folder>``.
+The adapter decides *which* samples form each split and brings them to the working resolution:
 
 - source ``train``: every training image resized so its short side is ``image_size`` (bilinear;
   labels nearest), then ``train_crops`` square crops evenly spaced along the long side (1 = centre,
@@ -29,8 +29,8 @@ from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import numpy as np
 
-from gkd.config import BenchmarkConfig, ConfigError
-from gkd.data.readers import DataError, Reader, Sample, get_reader
+from gkd.config import BenchmarkConfig, ConfigError, choose
+from gkd.data.readers import READERS, DataError, Reader, Sample, get_reader
 
 log = logging.getLogger("gkd.data")
 Record = tuple[str, np.ndarray, np.ndarray]
@@ -187,11 +187,30 @@ def _check_readers(sources: list[Reader], targets: list[Reader]) -> None:
                               f"cannot be a target")
 
 
-def _listing(reader: Reader, root: Path, split: str, cap: Optional[int], where: tuple[str, str],
+def check_datasets(datasets: dict[str, str]) -> None:
+    """params' ``datasets:`` names known datasets, each with a folder (checked by `prepare` for every
+    adapter, so a typo is reported before any work even where the entry would be unused)."""
+    for name, folder in datasets.items():
+        choose("dataset (a key of `datasets`)", name, READERS)
+        if not isinstance(folder, str) or not folder:
+            raise ConfigError(f"datasets.{name}: expected the dataset's folder as a path, got {folder!r}")
+
+
+def dataset_dir(reader: Reader, root: Optional[str], datasets: dict[str, str]) -> Path:
+    """Where a dataset lives: its entry in params' ``datasets:``, else ``<benchmark root>/<its usual folder>``."""
+    if reader.name in datasets:
+        return Path(datasets[reader.name]).expanduser()
+    if not root:
+        raise ConfigError(f"dataset {reader.name!r}: no folder given; set `datasets: {{{reader.name}: /path/to/"
+                          f"{reader.folder}}}` in params.yaml, or the benchmark's `root` (<root>/{reader.folder})")
+    return Path(root) / reader.folder
+
+
+def _listing(reader: Reader, folder: Path, split: str, cap: Optional[int], where: tuple[str, str],
              skip_bad: bool, skipped: list[dict]) -> list[tuple[Reader, Sample]]:
     """The first ``cap`` images of a split (all if None) in sorted order; unlabelled ones raise or,
     with ``skip_bad``, are recorded in ``skipped`` (so a cap counts them too: selection stays fixed)."""
-    samples, missing = reader.scan(root / reader.folder, split)
+    samples, missing = reader.scan(folder, split)
     entries = sorted([(s.image, s, None) for s in samples] + [(i, None, lab) for i, lab in missing],
                      key=lambda e: e[0])
     items = []
@@ -206,17 +225,16 @@ def _listing(reader: Reader, root: Path, split: str, cap: Optional[int], where: 
     return items
 
 
-def real_adapter(bench: BenchmarkConfig, seed: int) -> tuple[dict, Iterator]:
+def real_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]) -> tuple[dict, Iterator]:
     """(info, records) of a real benchmark; listing happens now, so layout errors come before any writing.
 
-    ``seed`` is unused: every selection is the first N samples in sorted order.
+    ``seed`` is unused: every selection is the first N samples in sorted order. ``datasets`` maps a
+    dataset to its folder (params' ``datasets:``); the others are looked for under ``bench.root``.
     """
+    check_datasets(datasets)
     skipped: list[dict] = []
     real_adapter.last_skipped = skipped
-    if not bench.root:
-        raise ConfigError("benchmark adapter 'real' needs `root`: the folder holding the raw datasets "
-                          "(<root>/GTA5, <root>/cityscapes, ...)")
-    root, size = Path(bench.root), bench.image_size
+    size = bench.image_size
     crops = getattr(bench, "train_crops", 1)
     if isinstance(crops, bool) or not isinstance(crops, int) or crops < 1:
         raise ConfigError(f"benchmark train_crops must be an integer >= 1, got {crops!r}")
@@ -229,13 +247,15 @@ def real_adapter(bench: BenchmarkConfig, seed: int) -> tuple[dict, Iterator]:
     domain, first = bench.source.replace("+", "_"), sources[0]
     train_items = []
     for reader, cap in zip(sources, _cap_shares(bench.train_images, len(sources))):
-        train_items += _listing(reader, root, "train", cap, (domain, "train"), bench.skip_bad, skipped)
+        train_items += _listing(reader, dataset_dir(reader, bench.root, datasets), "train", cap, (domain, "train"),
+                                bench.skip_bad, skipped)
     parts = [_Part(domain, "train", train_items, crops)]
     if "val" in first.splits:
-        items = _listing(first, root, "val", bench.val_images or None, (domain, "val"), bench.skip_bad, skipped)
+        items = _listing(first, dataset_dir(first, bench.root, datasets), "val", bench.val_images or None,
+                         (domain, "val"), bench.skip_bad, skipped)
         parts.append(_Part(domain, "val", items, 0))
     for reader in targets:
-        items = _listing(reader, root, reader.eval_split, bench.target_images or None, (reader.name, "test"),
+        items = _listing(reader, dataset_dir(reader, bench.root, datasets), reader.eval_split, bench.target_images or None, (reader.name, "test"),
                          bench.skip_bad, skipped)
         parts.append(_Part(reader.name, "test", items, 0))
 

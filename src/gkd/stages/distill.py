@@ -53,8 +53,9 @@ def phases(cfg, meta) -> list[tuple[str, str, int]]:
 
 
 def teacher_input(cfg, features_dir: Path | None, teacher_dir: Path | None) -> Path:
-    """The input the configured teacher mode reads. The DAG passes exactly that one (``gkd.dag``); a command
-    declared for the other mode (a dvc.yaml rendered for another benchmark) is refused before any work."""
+    """The input the configured teacher mode reads. The DAG always passes the teacher's weights and, where
+    the selected benchmark caches, the cache (``gkd.dag``); a command without the cache that the mode needs
+    (a dvc.yaml rendered for an online benchmark, then `-S` to a cached one) is refused before any work."""
     mode = cfg.teacher_mode
     given = {"cache": (features_dir, "--features"), "online": (teacher_dir, "--teacher-weights")}
     path, flag = given[mode]

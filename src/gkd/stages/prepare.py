@@ -14,6 +14,7 @@ from tqdm import tqdm
 from gkd import io
 from gkd.data.adapters import ADAPTERS
 from gkd.data.prepared import open_split, read_meta, write_split
+from gkd.data.real import check_datasets
 from gkd.stages import common
 
 log = logging.getLogger("gkd.prepare")
@@ -22,7 +23,8 @@ log = logging.getLogger("gkd.prepare")
 def run(cfg, out: Path, samples_png: Path | None) -> dict:
     bench = cfg.benchmark
     adapter = ADAPTERS.lookup(bench.adapter)
-    info, records = adapter(bench, cfg.seed)  # validates the preset before anything is written
+    check_datasets(cfg.datasets)
+    info, records = adapter(bench, cfg.seed, cfg.datasets)  # validates the preset before anything is written
     meta = dict(name=cfg.benchmark_name, classes=info["classes"], palette=info["palette"],
                 source=info.get("source", bench.source),
                 targets=list(bench.targets), image_size=bench.image_size, splits={})
