@@ -3,9 +3,9 @@
 Each ``build_*`` writes a handful of small generated images under ``root/<reader folder>`` with the
 real folder and file naming and the real label *encoding* (GTA palettised Cityscapes ids, Cityscapes
 ``*_gtFine_labelIds.png``, SYNTHIA 16-bit multi-channel PNGs, Mapillary v1.2 palette ids, ISPRS
-converter values or colour codes, ...). The expected labels are computed here from tables copied
-from ``/work/shared/datasets.md`` independently of ``gkd.data.labelmaps``, so the tests compare the
-readers against the documentation rather than against themselves.
+converter values or colour codes, ...). The expected labels are computed here from tables transcribed
+separately from the datasets' documentation and converters, independently of ``gkd.data.labelmaps``,
+so the tests compare the readers against the documentation rather than against themselves.
 
 Every builder returns ``(root, expected)`` with ``expected[reader name][split][image path relative
 to root/<reader folder>] = H×W uint8 label`` (class indices, 255 = ignore).
@@ -22,7 +22,7 @@ from PIL import Image
 
 Expected = dict[str, dict[str, dict[str, np.ndarray]]]
 
-# --- tables, transcribed from datasets.md -------------------------------------------------------------
+# --- tables, transcribed from the datasets' documentation ---------------------------------------------
 CITYSCAPES_ID2TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
                        25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 SYNTHIA_ID2TRAIN = {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 16: 9, 1: 10, 10: 11, 17: 12, 8: 13,

@@ -1,6 +1,6 @@
 """Backbones pretrained here, on the generic stream only (never the source or a target domain).
 
-The synthetic benchmark's stand-ins for the paper's pretrained models (shared/method.md, "roles"):
+The synthetic benchmark's stand-ins for the paper's pretrained models (README, "What the default run does"):
 
 * ``dense`` (``weights: pretrain``) — a stand-in *VFM*: per-pixel supervised training on the generic
   stream's labels, a linear head on the last level (thrown away). The F2F student and `tiny_vfm`.

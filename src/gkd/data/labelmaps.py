@@ -1,7 +1,8 @@
 """Label encodings of the real datasets and their mapping to the benchmark class sets.
 
-Every table here is transcribed from ``/work/shared/datasets.md`` (which cites cityscapesScripts,
-the GKD/DAFormer converters and mmseg). Lookups are 256-entry ``uint8`` arrays so mapping a whole
+Every table here is transcribed from the datasets' own tooling and documentation: cityscapesScripts'
+``labels.py`` (checked against the installed package by the tests), the GKD/DAFormer converters
+(``gta.py``, ``synthia.py``, ``mapillary2cityscape.py``) and mmseg's ISPRS converters. Lookups are 256-entry ``uint8`` arrays so mapping a whole
 label image is one fancy-indexing call, and every table comes with the set of values the on-disk
 encoding may hold: a value outside it means a corrupt or foreign file, which readers report instead
 of silently mapping it to "ignore".
@@ -48,7 +49,7 @@ MAPILLARY_V12_NAMES: list[str] = [
     "Traffic Sign Frame", "Utility Pole", "Traffic Light", "Traffic Sign (Back)", "Traffic Sign (Front)",
     "Trash Can", "Bicycle", "Boat", "Bus", "Car", "Caravan", "Motorcycle", "On Rails", "Other Vehicle",
     "Trailer", "Truck", "Wheeled Slow", "Car Mount", "Ego Vehicle", "Unlabeled"]
-# The resulting table as datasets.md gives it (compact form); everything else -> 255.
+# The resulting table (what mapillary2cityscape.py's name matching produces), compact; everything else -> 255.
 MAPILLARY_V12_TO_TRAINID_DICT: dict[int, int] = {
     2: 1, 3: 4, 6: 3, 7: 0, 8: 0, 9: 1, 10: 0, 11: 1, 13: 0, 14: 0, 15: 1, 17: 2, 19: 11, 20: 12, 21: 12,
     22: 12, 23: 0, 24: 0, 27: 10, 29: 9, 30: 8, 44: 5, 45: 5, 46: 7, 47: 5, 48: 6, 49: 7, 50: 7, 52: 18,
