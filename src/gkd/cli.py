@@ -97,6 +97,11 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_check_data(args) -> int:
+    from gkd import check_data
+    return check_data.main(args.params, args.benchmark, args.workers, args.show, args.out)
+
+
 def cmd_convert_isprs(args) -> int:
     from gkd.data import convert_isprs
     counts = convert_isprs.convert(args.dataset, Path(args.archives), Path(args.out), args.clip_size, args.stride)
@@ -142,6 +147,14 @@ def main(argv=None) -> int:
     ex.add_argument("--out", required=True, help="output .safetensors (weights + the JSON to rebuild the model)")
     ex.add_argument("--onnx", default=None, help="also write an ONNX graph here")
     ex.set_defaults(fn=cmd_export)
+    cd = sub.add_parser("check-data", help="decode every raw image and label a real benchmark's prepare would read; "
+                                           "list all problems at once (exit 1 if any)")
+    cd.add_argument("--params", default="params.yaml")
+    cd.add_argument("--benchmark", default=None, help="benchmark preset (default: params.yaml's `benchmark`)")
+    cd.add_argument("--workers", type=int, default=0, help="decoding threads (0 = every core)")
+    cd.add_argument("--show", type=int, default=20, help="problems listed per kind (0 = all)")
+    cd.add_argument("--out", default=None, help="also write every problem to this JSON file")
+    cd.set_defaults(fn=cmd_check_data)
     ci = sub.add_parser("convert-isprs", help="cut the official ISPRS Potsdam / Vaihingen tiles into the patch "
                                               "layout the readers expect (mmseg converters' rule)")
     ci.add_argument("--dataset", required=True, help="potsdam (RGB and IRRG) or vaihingen")

@@ -1,0 +1,186 @@
+"""`gkd check-data`: decode every raw file a real benchmark's `prepare` would read, report every problem at once.
+
+`prepare` stops at the first bad sample (or, with ``skip_bad``, skips it), which on GTA5 can be an hour
+in. This preflight selects the same splits with the same code — the `real` adapter's listing and caps
+(``gkd.data.real``) and each dataset's reader (``gkd.data.readers``) — decodes every image and label on
+a thread pool (Pillow and numpy release the GIL while decoding), and collects instead of raising:
+
+* ``layout``        — a dataset or split folder that cannot be listed (missing folder, no images, a
+                      patch of the other official split, a Mapillary config of another version);
+* ``missing label`` — an image whose label file does not exist;
+* ``unreadable``    — a file that is missing, truncated or not an image;
+* ``bad label``     — a label that decodes but holds values outside the reader's label map (or is not
+                      in the label format the dataset ships);
+* ``size mismatch`` — an image and its label of different sizes.
+
+It writes nothing (``--out`` asks for a JSON list of the problems). The `synthetic` benchmark is
+generated, so there is nothing to check.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from gkd.config import Config, ConfigError
+from gkd.errors import GKDError
+
+KINDS = ("layout", "missing label", "unreadable", "bad label", "size mismatch")
+SAMPLE_KINDS = KINDS[1:]  # what `skip_bad` skips; a layout problem stops prepare whatever it says
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str     # one of KINDS
+    where: str    # "<dataset>/<split>" as the dataset names it (gta5/train, cityscapes/val)
+    file: str     # the file or folder at fault
+    detail: str   # the reader's one-line message (names the file and what was expected)
+    sample: str = ""  # the image of the pair (what `skip_bad` skips); "" for a layout problem
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split prepare reads: where it is, and the (reader, sample) pairs it takes (caps applied)."""
+    where: str
+    items: list
+
+
+@dataclass
+class Report:
+    benchmark: str
+    checked: dict[str, int] = field(default_factory=dict)   # where -> samples decoded
+    problems: list[Problem] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {kind: sum(p.kind == kind for p in self.problems) for kind in KINDS}
+
+
+def plan(cfg: Config) -> tuple[list[Split], list[Problem]]:
+    """The splits `prepare` would read for ``cfg.benchmark`` (same selection as ``real.real_adapter``)
+    and the layout / missing-label problems found while listing them."""
+    from gkd.data import real
+    from gkd.data.readers import get_reader
+
+    bench = cfg.benchmark
+    sources = [get_reader(name) for name in bench.source.split("+")]
+    targets = [get_reader(name) for name in bench.targets]
+    real._check_readers(sources, targets)  # a misconfigured benchmark is a config error, not a data problem
+    real.check_datasets(cfg.datasets)
+    wanted = [(r, "train", cap) for r, cap in zip(sources, real._cap_shares(bench.train_images, len(sources)))]
+    if "val" in sources[0].splits:
+        wanted.append((sources[0], "val", bench.val_images or None))
+    wanted += [(r, r.eval_split, bench.target_images or None) for r in targets]
+
+    splits, problems = [], []
+    for reader, split, cap in wanted:
+        where, missing, folder = f"{reader.name}/{split}", [], None
+        try:
+            folder = real.dataset_dir(reader, bench.root, cfg.datasets)
+            # skip_bad=True: the listing records unlabelled images in `missing` instead of raising
+            items = real._listing(reader, folder, split, cap, (reader.name, split), True, missing)
+        except GKDError as err:  # this split cannot be listed; the others still are
+            problems.append(Problem("layout", where, str(folder or ""), str(err)))
+            continue
+        problems += [Problem("missing label", where, m["file"], f"{m['file']}: {m['reason']}", m["file"])
+                     for m in missing]
+        splits.append(Split(where, items))
+    return splits, problems
+
+
+def check_sample(reader, sample, where: str) -> list[Problem]:
+    """Decode one image/label pair as prepare would; every problem it has (usually none)."""
+    from gkd.data.readers import open_image
+
+    def attempt(read, path):
+        try:
+            return read(path), None
+        except GKDError as err:
+            return None, str(err)
+        except Exception as err:  # noqa: BLE001 - a preflight reports a strange file, it does not crash on it
+            return None, f"{path}: unreadable ({type(err).__name__}: {err})"
+
+    image, image_error = attempt(reader.read_image, sample.image)
+    label, label_error = attempt(reader.read_label, sample.label)
+    problems = []
+    if image_error:
+        problems.append(Problem("unreadable", where, str(sample.image), image_error, str(sample.image)))
+    if label_error:
+        # the message alone does not say whether the file or its content is at fault: a file that opens
+        # is a bad label (values outside the map, wrong format), one that does not is unreadable
+        opens = attempt(open_image, sample.label)[1] is None
+        problems.append(Problem("bad label" if opens else "unreadable", where, str(sample.label), label_error,
+                                str(sample.image)))
+    if image is not None and label is not None and image.shape[:2] != label.shape:
+        problems.append(Problem("size mismatch", where, str(sample.label),
+                                f"{sample.label}: label is {label.shape[1]}×{label.shape[0]} but its image "
+                                f"{sample.image} is {image.shape[1]}×{image.shape[0]}", str(sample.image)))
+    return problems
+
+
+def run(cfg: Config, workers: int = 0, progress=None) -> Report:
+    """Check every split of ``cfg.benchmark`` on ``workers`` threads (0 = every core the process may use)."""
+    report = Report(cfg.benchmark_name)
+    splits, report.problems = plan(cfg)
+    workers = workers or len(os.sched_getaffinity(0))
+    with ThreadPoolExecutor(workers) as pool:
+        for split in splits:
+            found = pool.map(lambda item, w=split.where: check_sample(*item, w), split.items)
+            found = [p for problems in found for p in problems]
+            report.problems += found
+            report.checked[split.where] = len(split.items)
+            if progress is not None:
+                progress(f"{split.where}: {len(split.items)} samples decoded, {len(found)} problem(s)")
+    report.problems.sort(key=lambda p: KINDS.index(p.kind))  # stable: split and file order within a kind
+    return report
+
+
+def format_report(report: Report, preset: str, skip_bad: bool, show: int = 20) -> str:
+    """The lines to print: every problem (``show`` per kind, 0 = all), the count per kind, and the hint."""
+    total = sum(report.checked.values())
+    counts = report.counts()
+    lines = []
+    if not report.problems:
+        return (f"check-data {report.benchmark}: no problems in {total} samples of {len(report.checked)} splits "
+                f"({', '.join(f'{w} {n}' for w, n in report.checked.items())})")
+    lines.append(f"check-data {report.benchmark}: {len(report.problems)} problem(s); {total} image/label pairs "
+                 f"decoded in {len(report.checked)} splits")
+    for kind in KINDS:
+        mine = [p for p in report.problems if p.kind == kind]
+        for p in mine[:show or None]:
+            lines.append(f"  {kind:<13}  {p.where:<20}  {p.detail}")
+        if show and len(mine) > show:
+            lines.append(f"  {kind:<13}  ... and {len(mine) - show} more (--show 0 lists all, --out writes them)")
+    lines.append("summary: " + ", ".join(f"{kind} {n}" for kind, n in counts.items()))
+    bad_samples = sum(counts[k] for k in SAMPLE_KINDS)
+    if bad_samples:
+        state = ("it is on: prepare will skip these samples" if skip_bad else
+                 f"set `skip_bad: true` in {preset} to have prepare skip these samples")
+        lines.append(f"hint: {state} (it lists them in skipped.json next to the prepared data)")
+    if counts["layout"]:
+        lines.append("hint: layout problems stop prepare even with skip_bad: fix those folders (or the dataset "
+                     "paths in params: `datasets:` / the benchmark's `root`)")
+    return "\n".join(lines)
+
+
+def main(params: str, benchmark: Optional[str], workers: int, show: int, out: Optional[str]) -> int:
+    """`gkd check-data`: 0 when every file is fine (or there is nothing to check), 1 when problems were found."""
+    from gkd import config, io
+
+    if workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0 = every core), got {workers}")
+    if show < 0:
+        raise ConfigError(f"--show must be >= 0 (0 = every problem), got {show}")
+    cfg = config.load(params, benchmark=benchmark)  # the data-relevant validation, without torch's start-up
+    preset = f"benchmarks.{cfg.benchmark_name}"
+    if cfg.benchmark.adapter != "real":
+        print(f"{preset} uses the {cfg.benchmark.adapter!r} adapter (generated on the fly, no raw files): "
+              f"nothing to check")
+        return 0
+    report = run(cfg, workers, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(format_report(report, preset, cfg.benchmark.skip_bad, show))
+    if out:
+        io.write_json(out, {"benchmark": report.benchmark, "checked": report.checked, "counts": report.counts(),
+                            "problems": [asdict(p) for p in report.problems]})
+    return 1 if report.problems else 0
