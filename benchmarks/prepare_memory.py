@@ -142,12 +142,13 @@ def main(argv=None) -> None:
             runs.append(run)
             shutil.rmtree(out)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    git = lambda *cmd: subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    commit = git("rev-parse", "--short", "HEAD") + ("+uncommitted" if git("status", "--porcelain", "src") else "")
     import datasets
     io.write_json(args.out, dict(
         what="peak RSS of `python -m gkd.stages.prepare` on a generated GTA5 tree (random-noise images)",
         image_hw=[args.height, args.width], train_crops=args.crops, image_size=args.height,
-        commit=commit.strip(), src=str(args.src), python=platform.python_version(), datasets=datasets.__version__,
+        commit=commit, src=str(args.src), python=platform.python_version(), datasets=datasets.__version__,
         cpu_count=os.cpu_count(), runs=runs))
     print(f"wrote {args.out}")
 
