@@ -13,6 +13,10 @@ a thread pool (Pillow and numpy release the GIL while decoding), and collects in
                       in the label format the dataset ships);
 * ``size mismatch`` — an image and its label of different sizes.
 
+The images of a ``generic_folder`` (stage 1a, unlabelled) are listed and decoded too, as
+``generic/train`` and ``generic/val``: a missing or empty folder is a layout problem, a file that does
+not decode is unreadable.
+
 It writes nothing (``--out`` asks for a JSON list of the problems). The `synthetic` benchmark is
 generated, so there is nothing to check.
 """
@@ -22,6 +26,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from gkd.config import Config, ConfigError
@@ -86,6 +91,15 @@ def plan(cfg: Config) -> tuple[list[Split], list[Problem]]:
         problems += [Problem("missing label", where, m["file"], f"{m['file']}: {m['reason']}", m["file"])
                      for m in missing]
         splits.append(Split(where, items))
+    if bench.generic_folder:
+        folder = Path(bench.generic_folder).expanduser()
+        try:
+            generic = real.generic_samples(folder, bench.generic_images, bench.generic_val_images)
+        except GKDError as err:
+            problems.append(Problem("layout", f"{real.GENERIC}/train", str(folder), str(err)))
+        else:
+            splits += [Split(f"{real.GENERIC}/{split}", [(real.IMAGE_FOLDER, s) for s in samples])
+                       for split, samples in generic.items()]
     return splits, problems
 
 
@@ -102,7 +116,7 @@ def check_sample(reader, sample, where: str) -> list[Problem]:
             return None, f"{path}: unreadable ({type(err).__name__}: {err})"
 
     image, image_error = attempt(reader.read_image, sample.image)
-    label, label_error = attempt(reader.read_label, sample.label)
+    label, label_error = (None, None) if sample.label is None else attempt(reader.read_label, sample.label)
     problems = []
     if image_error:
         problems.append(Problem("unreadable", where, str(sample.image), image_error, str(sample.image)))

@@ -11,7 +11,12 @@ The adapter decides *which* samples form each split and brings them to the worki
 - source ``val`` (only if the first source has a val split) and each target's ``test`` (its
   evaluation split, "val"), the paper's test protocol: the *image* is resized (bilinear, aspect
   kept, no crop) to its dataset's test scale (``EVAL_SCALES``); the *label keeps its original
-  resolution*, so evaluation (``gkd.stages.evaluate``) scores at the resolution the dataset ships.
+  resolution*, so evaluation (``gkd.stages.evaluate``) scores at the resolution the dataset ships;
+- ``generic`` ``train`` and ``val`` (only with ``generic_folder``): the unlabelled images of stage 1a (the
+  paper: ImageNet's train folder), each resized to short side ``image_size`` and centre-cropped square,
+  with a label of all 255 ("ignore": the prepared format stores one per image). Unlabelled, they are
+  stage-1a data only: the presets trained here on labelled generic images are refused on real benchmarks
+  (``gkd.config.check_pretraining_data``). See ``generic_selection`` for which images.
 
 Caps (``train_images``, ``val_images``, ``target_images``; 0 = all) take the first N samples in
 sorted order, so a capped benchmark is deterministic and needs no seed. Bad data raises DataError at
@@ -30,10 +35,11 @@ from typing import Callable, Iterable, Iterator, Optional, TypeVar
 import numpy as np
 
 from gkd.config import BenchmarkConfig, ConfigError, choose
-from gkd.data.readers import READERS, DataError, Reader, Sample, get_reader
+from gkd.data.readers import READERS, DataError, Reader, Sample, _safe, get_reader
 
 log = logging.getLogger("gkd.data")
 Record = tuple[str, np.ndarray, np.ndarray]
+IGNORE = 255  # the prepared format's "ignore" label (gkd.data.prepared.IGNORE; not imported: it pulls in torch)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -104,6 +110,7 @@ class _Part:
     split: str
     items: list[tuple[Reader, Sample]]
     crops: int
+    unlabelled: bool = False  # the generic stream: one centre crop per image, named as its sample
 
 
 def resize_short(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +142,11 @@ def square_crops(image: np.ndarray, label: np.ndarray, size: int, k: int) -> lis
 
 
 def load(reader: Reader, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    """Image and mapped label of one sample; DataError if they do not match in size."""
+    """Image and mapped label of one sample; DataError if they do not match in size. An unlabelled
+    sample (``label`` None: the generic stream) gets a label of all ``IGNORE``."""
+    if sample.label is None:
+        image = reader.read_image(sample.image)
+        return image, np.full(image.shape[:2], IGNORE, np.uint8)
     image, label = reader.read_image(sample.image), reader.read_label(sample.label)
     if image.shape[:2] != label.shape:
         raise DataError(f"{sample.label}: label is {label.shape[1]}×{label.shape[0]} but its image {sample.image} "
@@ -225,11 +236,96 @@ def _listing(reader: Reader, folder: Path, split: str, cap: Optional[int], where
     return items
 
 
+GENERIC = "generic"
+GENERIC_SUFFIXES = (".jpg", ".jpeg", ".png")  # compared in lower case: ImageNet's files end in .JPEG
+
+
+class ImageFolder(Reader):
+    """The unlabelled images of a benchmark's ``generic_folder`` (not a registered dataset): only
+    ``read_image`` is used; its samples have no label file (``Sample.label`` is None)."""
+    name = GENERIC
+    folder = ""
+    splits = ("train", "val")
+    eval_split = None
+    layout_hint = "image files (.jpg, .jpeg, .png) in any subfolders, e.g. ImageNet's train/<wnid>/*.JPEG"
+
+
+IMAGE_FOLDER = ImageFolder()
+
+
+def list_image_folder(folder: Path) -> list[str]:
+    """Every image file under ``folder`` (recursively; hidden files and folders left out) as sorted
+    relative POSIX paths. Names only: a directory walk that opens no file, because ImageNet's train
+    folder holds 1.28 M images; a folder that cannot be read is a DataError, not a silent gap.
+    Symlinked subfolders are followed (class subsets are often made of links), each real folder once."""
+    if not folder.is_dir():
+        raise DataError(f"generic_folder {folder} not found (expected {ImageFolder.layout_hint})")
+
+    def unreadable(err: OSError):
+        raise DataError(f"generic_folder: cannot list {err.filename} ({err.strerror})")
+
+    found, seen = [], set()
+    for top, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        target = os.path.realpath(top)
+        if target in seen:  # a link back up the tree (or a second link to one folder): walked already
+            dirs[:] = []
+            continue
+        seen.add(target)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # sorted: which link is walked is fixed
+        rel = Path(top).relative_to(folder).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        found += [prefix + f for f in files if f.lower().endswith(GENERIC_SUFFIXES) and not f.startswith(".")]
+    if not found:
+        raise DataError(f"generic_folder {folder}: no images ending in {', '.join(GENERIC_SUFFIXES)} (any case) "
+                        f"(expected {ImageFolder.layout_hint})")
+    return sorted(found)
+
+
+def spread(n: int, k: int) -> list[int]:
+    """``k`` indices evenly spread over ``range(n)`` (the middle of ``k`` equal runs; distinct for k <= n)."""
+    return [(2 * i + 1) * n // (2 * k) for i in range(k)]
+
+
+def generic_selection(paths: list[str], train: int, val: int) -> tuple[list[str], list[str]]:
+    """(train, val) images of the generic stream from the sorted listing: ``val`` images spread evenly
+    over it, then ``train`` (0 = all) spread evenly over the rest — disjoint, deterministic, no seed.
+
+    Spread rather than the first N (the other caps' rule): folders are usually sorted by class
+    (ImageNet: 1,300 images per class folder), so the first N would hold a few classes only. The
+    held-out images do not depend on the train cap.
+    """
+    if val >= len(paths):
+        raise DataError(f"generic_folder holds {len(paths)} images: too few for generic_val_images {val} held out "
+                        f"plus at least one training image")
+    held = set(spread(len(paths), val))
+    rest = [p for i, p in enumerate(paths) if i not in held]
+    if train and train < len(rest):
+        rest = [rest[i] for i in spread(len(rest), train)]
+    elif train > len(rest):
+        log.warning("generic_folder holds %d images besides the held-out ones, fewer than generic_images %d: "
+                    "taking them all", len(rest), train)
+    return rest, [paths[i] for i in sorted(held)]
+
+
+def generic_samples(folder: Path, train: int, val: int) -> dict[str, list[Sample]]:
+    """The unlabelled samples of ``generic/train`` and ``generic/val`` (val only if ``val`` > 0), named
+    ``generic_<relative path>`` (folders joined by "_", suffix dropped), so a name does not depend on the caps."""
+    def sample(rel: str) -> Sample:
+        return Sample(_safe(f"{GENERIC}_{rel.rsplit('.', 1)[0].replace('/', '_')}"), folder / rel, None)
+
+    train_paths, val_paths = generic_selection(list_image_folder(folder), train, val)
+    out = {"train": [sample(p) for p in train_paths]}
+    if val_paths:
+        out["val"] = [sample(p) for p in val_paths]
+    return out
+
+
 def real_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]) -> tuple[dict, Iterator]:
     """(info, records) of a real benchmark; listing happens now, so layout errors come before any writing.
 
-    ``seed`` is unused: every selection is the first N samples in sorted order. ``datasets`` maps a
-    dataset to its folder (params' ``datasets:``); the others are looked for under ``bench.root``.
+    ``seed`` is unused: every selection is the first N samples in sorted order (the generic stream's,
+    spread evenly: ``generic_selection``). ``datasets`` maps a dataset to its folder (params'
+    ``datasets:``); the others are looked for under ``bench.root``.
     """
     check_datasets(datasets)
     skipped: list[dict] = []
@@ -258,12 +354,18 @@ def real_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]) ->
         items = _listing(reader, dataset_dir(reader, bench.root, datasets), reader.eval_split, bench.target_images or None, (reader.name, "test"),
                          bench.skip_bad, skipped)
         parts.append(_Part(reader.name, "test", items, 0))
+    if bench.generic_folder:  # stage 1a's images; listed now so a bad folder stops before any writing
+        folder = Path(bench.generic_folder).expanduser()
+        for split, samples in generic_samples(folder, bench.generic_images, bench.generic_val_images).items():
+            parts.append(_Part(GENERIC, split, [(IMAGE_FOLDER, s) for s in samples], 1, unlabelled=True))
 
     def convert(item: tuple[Reader, Sample], part: _Part) -> list[Record]:
         reader, sample = item
         if not part.crops:  # an evaluation split: the paper's test protocol, label not resized
             return [(sample.name, *eval_pair(*load(reader, sample), EVAL_SCALES.get(reader.name), size))]
         image, label = resize_short(*load(reader, sample), size)
+        if part.unlabelled:
+            return [(sample.name, *square_crops(image, label, size, 1)[0])]
         crops = square_crops(image, label, size, part.crops)
         return [(f"{sample.name}_c{k}", ci, cl) for k, (ci, cl) in enumerate(crops)]
 

@@ -45,6 +45,14 @@ def phases(cfg, meta) -> list[tuple[str, str, int]]:
     out = []
     if "generic" in meta.splits and d.generic_epochs > 0:
         out.append(("generic", "generic", d.generic_epochs))
+    elif d.generic_epochs > 0:  # a departure from the paper's recipe: say so, and how to get 1a
+        where = f"benchmarks.{cfg.benchmark_name}"
+        fix = (f"set {where}.generic_images > 0" if cfg.benchmark.adapter == "synthetic" else
+               f"name a folder of images (the paper: ImageNet's train folder) as {where}.generic_folder")
+        log.warning("distill: phase 1a skipped: the prepared benchmark %r has no generic split (to run it, %s); "
+                    "stage 1 is phase 1b only, on the source images", meta.name, fix)
+    else:
+        log.info("distill: phase 1a skipped: distill.generic_epochs is 0")
     if d.source_epochs > 0:
         out.append(("train", meta.source, d.source_epochs))
     if not out:
