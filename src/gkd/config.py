@@ -226,6 +226,14 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True)
+class ManifestConfig:
+    """The raw-file manifest of real benchmarks (stage `manifest`): a file is known by its size and mtime,
+    or, with ``hash``, by its size and SHA-256 (reads every raw file at every run; for filesystems whose
+    mtimes cannot be trusted)."""
+    hash: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole params file with its selectors resolved."""
     benchmark_name: str
@@ -252,6 +260,7 @@ class Config:
     budget_multiplier: int = 1      # this run's stage-1 and task epochs are x this (--budget)
     threads: int = 0
     datasets: dict = field(default_factory=dict)  # real dataset name -> its folder (else <root>/<usual folder>)
+    manifest: ManifestConfig = field(default_factory=ManifestConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     resources: dict = field(default_factory=dict)  # stage family -> ResourceConfig (Snakemake only)
     raw: dict = field(repr=False, default_factory=dict)
@@ -509,6 +518,7 @@ def from_dict(raw: dict) -> Config:
         budget=build(BudgetConfig, raw["budget"], "budget") if "budget" in raw else BudgetConfig([1]),
         threads=_check_type(raw.get("threads", 0), int, "threads"),
         datasets=_check_type(raw.get("datasets") or {}, dict[str, str], "datasets"),
+        manifest=build(ManifestConfig, raw["manifest"], "manifest") if "manifest" in raw else ManifestConfig(),
         runtime=build(RuntimeConfig, _yaml11_no(raw.get("runtime", {})), "runtime"),
         resources={k: build(ResourceConfig, v, f"resources.{k}") for k, v in raw.get("resources", {}).items()},
         raw=raw,

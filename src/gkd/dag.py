@@ -35,6 +35,7 @@ PIPELINES = {"main": "dvc.yaml", "seeds": "pipelines/seeds/dvc.yaml", "budget": 
 QUALITATIVE = ("student_only", "vanilla_kd", "gkd")
 
 DATA = "data/prepared/${benchmark}"
+MANIFEST = "data/manifests/${benchmark}.json"
 TEACHER = "models/teachers/${teacher}"
 FEATURES = "features/${benchmark}/${teacher}"
 TEACHER_TASK = "models/teacher_task"
@@ -53,6 +54,10 @@ class Stage:
     family: str = "train"                # resources family (workflow profiles)
     launch: bool = True                  # through `accelerate launch`, or plain python (no torch work)
     pipeline: str = "main"
+    # runs at every invocation (it observes what lies outside the workspace) and rewrites its outputs only
+    # when their content changes. DVC: `always_changed`; Snakemake, which plans by mtimes before running
+    # anything, calls the module's ``refresh(cfg, *outputs)`` while parsing (workflow/rules/pipeline.smk)
+    always_changed: bool = False
 
     @property
     def command(self) -> str:
@@ -61,7 +66,9 @@ class Stage:
 
     @property
     def code(self) -> list[str]:
-        return code_deps(self.module)
+        # an always-changed stage runs (DVC) or is refreshed (Snakemake) by the current code anyway; its
+        # code as an input would only make Snakemake rewrite its outputs when the code's mtime moves
+        return [] if self.always_changed else code_deps(self.module)
 
     @property
     def outputs(self) -> list[str]:
@@ -144,12 +151,25 @@ def selector_values(cfg) -> dict[str, str]:
             "f2f.student": cfg.f2f.student, "ablation.random_student": cfg.ablation.random_student}
 
 
+def manifest_stages(cfg) -> list[Stage]:
+    """The raw files `prepare` reads, listed at every run (real benchmarks only: `synthetic` reads none, and
+    an always-changed stage would leave its DAG never up to date). A dvc.yaml rendered for `synthetic`
+    therefore does not track a real benchmark selected with `-S` (prepare warns; README)."""
+    if cfg.benchmark.adapter != "real":
+        return []
+    return [Stage("manifest", "gkd.stages.manifest", common_flags("benchmark") + [("--out", MANIFEST)], [],
+                  ["benchmarks.${benchmark}", "datasets", "manifest"], outs=[MANIFEST], family="data",
+                  launch=False, always_changed=True)]
+
+
 def shared_stages(cfg) -> list[Stage]:
-    """Data, teacher and the F2L student's initialisation: shared by every run."""
-    return [
-        Stage("prepare", "gkd.stages.prepare", common_flags("benchmark") + [
+    """Raw-data manifest, data, teacher and the F2L student's initialisation: shared by every run."""
+    manifest = manifest_stages(cfg)
+    raw = [MANIFEST] if manifest else []  # prepare reruns when the listed raw files change
+    return manifest + [
+        Stage("prepare", "gkd.stages.prepare", common_flags("benchmark") + [("--manifest", m) for m in raw] + [
             ("--out", DATA), ("--samples", "plots/${benchmark}_samples.png")],
-            [], ["seed", "benchmark", "benchmarks.${benchmark}", "datasets"], outs=[DATA],
+            raw, ["seed", "benchmark", "benchmarks.${benchmark}", "datasets"], outs=[DATA],
             plots=["plots/${benchmark}_samples.png"], family="data", launch=False),
         Stage("teacher_weights", "gkd.stages.teacher_weights", common_flags("benchmark", "teacher") + [
             ("--data", DATA), ("--out", TEACHER)],
@@ -431,8 +451,11 @@ def render_dvc(all_stages: list[Stage], pipeline: str) -> str:
         lines.append("    cmd: >-")
         lines.append(f"      {head}")
         lines += [f"      {flag} {value}" if value else f"      {flag}" for flag, value in s.flags]
-        lines.append("    deps:")
-        lines += [f"      - {d}" for d in s.code + s.deps]
+        if s.always_changed:
+            lines.append("    always_changed: true")
+        if s.code + s.deps:
+            lines.append("    deps:")
+            lines += [f"      - {d}" for d in s.code + s.deps]
         lines.append("    params:")
         lines += [f"      - {p}" for p in s.params]
         for key, items in (("outs", s.outs), ("plots", s.plots), ("metrics", s.metrics)):

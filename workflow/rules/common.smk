@@ -1,4 +1,5 @@
 # Config validation, selectors and the helpers the rule builder (pipeline.smk) uses.
+import importlib
 import json
 import os
 
@@ -7,6 +8,7 @@ from snakemake.utils import validate
 
 from gkd import config as gkd_config
 from gkd import dag as gkd_dag
+from gkd.errors import GKDError
 
 # Stage scripts read params.yaml themselves (DVC does the same), so only the selectors may differ
 # between Snakemake's config and the file; anything else would silently be ignored by the stages.
@@ -48,6 +50,20 @@ def knobs(keys):
         out[key] = node
     text = json.dumps(out, sort_keys=True)
     return lambda wildcards: text
+
+
+def refresh(stage):
+    """Bring an always-changed stage's existing outputs up to date now, before Snakemake plans by mtimes:
+    DVC runs such a stage (the raw-data manifest) at every `repro`; here its module rewrites them only if
+    their content changed, so exactly what reads them reruns, dry runs included. Missing outputs are left
+    to the stage's rule (a first run shows it as a job); jobs a cluster executor spawns skip this."""
+    outputs = [gkd_dag.resolve(p, SELECTORS) for p in stage.outputs]
+    if not workflow.is_main_process or not all(os.path.exists(p) for p in outputs):
+        return
+    try:
+        importlib.import_module(stage.module).refresh(CFG, *outputs)
+    except GKDError as err:  # a config that selects no files (data problems are recorded, not raised)
+        raise WorkflowError(f"{stage.name}: {err}")
 
 
 def as_output(path):

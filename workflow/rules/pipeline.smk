@@ -2,6 +2,8 @@
 # (the stage module's import closure + the artifacts it reads), outputs and params are taken from it,
 # with the selectors of Snakemake's config filled in.
 for _stage in gkd_dag.stages(CFG, GROUPS):
+    if _stage.always_changed:
+        refresh(_stage)
 
     rule:
         name: _stage.name

@@ -20,10 +20,12 @@ from gkd.stages import common
 log = logging.getLogger("gkd.prepare")
 
 
-def run(cfg, out: Path, samples_png: Path | None) -> dict:
+def run(cfg, out: Path, samples_png: Path | None, manifest: Path | None = None) -> dict:
     bench = cfg.benchmark
     adapter = ADAPTERS.lookup(bench.adapter)
     check_datasets(cfg.datasets)
+    if bench.adapter == "real" and manifest is None:
+        warn_untracked(cfg)
     info, records = adapter(bench, cfg.seed, cfg.datasets)  # validates the preset before anything is written
     meta = dict(name=cfg.benchmark_name, classes=info["classes"], palette=info["palette"],
                 source=info.get("source", bench.source),
@@ -42,6 +44,15 @@ def run(cfg, out: Path, samples_png: Path | None) -> dict:
     if samples_png is not None:
         plot_samples(out, samples_png)
     return meta
+
+
+def warn_untracked(cfg) -> None:
+    """A real benchmark prepared by a command declared without its raw-file manifest (a dvc.yaml rendered
+    for `synthetic`, then `-S benchmark=<real>`): it works, but nothing reruns when raw files change."""
+    log.warning("the raw files of %s are not tracked: prepare runs without --manifest (in a pipeline: a dvc.yaml "
+                "rendered for a benchmark without raw data, then -S benchmark=...), so a changed raw file will not "
+                "rerun it. Select the benchmark in params.yaml and run `gkd dag` to add the `manifest` stage "
+                "(README, Run on real benchmarks)", cfg.benchmark_name)
 
 
 def plot_samples(root: Path, path: Path, per_domain: int = 4) -> None:
@@ -81,9 +92,11 @@ def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark",))
     p.add_argument("--out", required=True, type=Path, help="output folder data/prepared/<benchmark>")
     p.add_argument("--samples", type=Path, default=None, help="PNG with a few samples per domain")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="the raw files' manifest (stage `manifest`): an input the front-ends rerun this stage on")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark",))
-    run(cfg, args.out, args.samples)
+    run(cfg, args.out, args.samples, args.manifest)
 
 
 if __name__ == "__main__":
