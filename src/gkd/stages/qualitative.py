@@ -26,7 +26,9 @@ def run(cfg, data: Path, models: list[Path], out: Path, index: int) -> None:
     for domain, split in ([(meta.source, "val")] if has_val else []) + [(t, "test") for t in meta.targets]:
         ds = SegmentationSplit(data, domain, split)
         image, label, _ = ds[index % len(ds)]
-        preds = [model.predict(to_float(image[None]))[0].argmax(0).numpy() for model, _ in loaded]
+        # at the label's resolution: real benchmarks keep evaluation labels at their original size
+        preds = [model.predict(to_float(image[None]), size=tuple(label.shape))[0].argmax(0).numpy()
+                 for model, _ in loaded]
         rows.append((domain, image.permute(1, 2, 0).numpy(), label.numpy(), preds))
     plots.qualitative(rows, names, np.array(meta.palette, np.uint8), out,
                       f"{cfg.teacher_name} → {cfg.student_name}: predictions on image {index} of each domain",
