@@ -26,7 +26,6 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Optional
 
 from gkd.config import Config, ConfigError
@@ -63,43 +62,19 @@ class Report:
 
 
 def plan(cfg: Config) -> tuple[list[Split], list[Problem]]:
-    """The splits `prepare` would read for ``cfg.benchmark`` (same selection as ``real.real_adapter``)
-    and the layout / missing-label problems found while listing them."""
+    """The splits `prepare` would read for ``cfg.benchmark`` (``real.select``: one per dataset split, so a
+    two-source train split is two) and the layout / missing-label problems found while listing them."""
     from gkd.data import real
-    from gkd.data.readers import get_reader
-
-    bench = cfg.benchmark
-    sources = [get_reader(name) for name in bench.source.split("+")]
-    targets = [get_reader(name) for name in bench.targets]
-    real._check_readers(sources, targets)  # a misconfigured benchmark is a config error, not a data problem
-    real.check_datasets(cfg.datasets)
-    wanted = [(r, "train", cap) for r, cap in zip(sources, real._cap_shares(bench.train_images, len(sources)))]
-    if "val" in sources[0].splits:
-        wanted.append((sources[0], "val", bench.val_images or None))
-    wanted += [(r, r.eval_split, bench.target_images or None) for r in targets]
 
     splits, problems = [], []
-    for reader, split, cap in wanted:
-        where, missing, folder = f"{reader.name}/{split}", [], None
-        try:
-            folder = real.dataset_dir(reader, bench.root, cfg.datasets)
-            # skip_bad=True: the listing records unlabelled images in `missing` instead of raising
-            items = real._listing(reader, folder, split, cap, (reader.name, split), True, missing)
-        except GKDError as err:  # this split cannot be listed; the others still are
-            problems.append(Problem("layout", where, str(folder or ""), str(err)))
+    for listing in (listing for part in real.select(cfg.benchmark, cfg.datasets, skip_bad=True)
+                    for listing in part.listings):
+        if listing.error is not None:  # this split cannot be listed; the others still are
+            problems.append(Problem("layout", listing.where, str(listing.folder or ""), str(listing.error)))
             continue
-        problems += [Problem("missing label", where, m["file"], f"{m['file']}: {m['reason']}", m["file"])
-                     for m in missing]
-        splits.append(Split(where, items))
-    if bench.generic_folder:
-        folder = Path(bench.generic_folder).expanduser()
-        try:
-            generic = real.generic_samples(folder, bench.generic_images, bench.generic_val_images)
-        except GKDError as err:
-            problems.append(Problem("layout", f"{real.GENERIC}/train", str(folder), str(err)))
-        else:
-            splits += [Split(f"{real.GENERIC}/{split}", [(real.IMAGE_FOLDER, s) for s in samples])
-                       for split, samples in generic.items()]
+        problems += [Problem("missing label", listing.where, m["file"], f"{m['file']}: {m['reason']}", m["file"])
+                     for m in listing.missing]
+        splits.append(Split(listing.where, listing.items))
     return splits, problems
 
 

@@ -2,7 +2,8 @@
 
 A benchmark names its source reader(s) and target readers (``gkd.data.readers``); every dataset
 lives in the folder params' ``datasets:`` gives for it, else at ``<bench.root>/<reader.folder>``.
-The adapter decides *which* samples form each split and brings them to the working resolution:
+``select`` decides *which* samples form each split (for ``gkd check-data`` and the ``manifest`` stage
+too); the adapter brings them to the working resolution:
 
 - source ``train``: every training image resized so its short side is ``image_size`` (bilinear;
   labels nearest), then ``train_crops`` square crops evenly spaced along the long side (1 = centre,
@@ -28,7 +29,7 @@ import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
@@ -36,6 +37,7 @@ import numpy as np
 
 from gkd.config import BenchmarkConfig, ConfigError, choose
 from gkd.data.readers import READERS, DataError, Reader, Sample, _safe, get_reader
+from gkd.errors import GKDError
 
 log = logging.getLogger("gkd.data")
 Record = tuple[str, np.ndarray, np.ndarray]
@@ -100,17 +102,6 @@ def eval_pair(image: np.ndarray, label: np.ndarray, scale: Optional[EvalScale],
     if (nh, nw) != (h, w):
         image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
     return image, label
-
-
-@dataclass
-class _Part:
-    """One output split: which samples, and whether they are cropped (crops = 0: an evaluation split,
-    kept whole under the paper's test protocol — ``eval_pair``)."""
-    domain: str
-    split: str
-    items: list[tuple[Reader, Sample]]
-    crops: int
-    unlabelled: bool = False  # the generic stream: one centre crop per image, named as its sample
 
 
 def resize_short(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +227,37 @@ def _listing(reader: Reader, folder: Path, split: str, cap: Optional[int], where
     return items
 
 
+@dataclass
+class Listing:
+    """One dataset split as ``select`` listed it (with ``skip_bad``, its problems recorded, not raised)."""
+    reader: Reader
+    split: str                        # the dataset's own name for it ("val" for a target's test part)
+    folder: Optional[Path]            # None when the dataset's folder is not configured
+    items: list[tuple[Reader, Sample]]
+    missing: list[dict] = field(default_factory=list)  # images without a label, as skipped records of the part
+    error: Optional[GKDError] = None  # a layout problem: the split could not be listed (``items`` empty)
+
+    @property
+    def where(self) -> str:
+        return f"{self.reader.name}/{self.split}"
+
+
+@dataclass
+class Part:
+    """One output split: which samples (from one listing, or one per source of a "+"-joined train
+    split), and whether they are cropped (crops = 0: an evaluation split, kept whole under the paper's
+    test protocol — ``eval_pair``)."""
+    domain: str
+    split: str
+    listings: list[Listing]
+    crops: int
+    unlabelled: bool = False  # the generic stream: one centre crop per image, named as its sample
+
+    @property
+    def items(self) -> list[tuple[Reader, Sample]]:
+        return [item for listing in self.listings for item in listing.items]
+
+
 GENERIC = "generic"
 GENERIC_SUFFIXES = (".jpg", ".jpeg", ".png")  # compared in lower case: ImageNet's files end in .JPEG
 
@@ -320,6 +342,57 @@ def generic_samples(folder: Path, train: int, val: int) -> dict[str, list[Sample
     return out
 
 
+def select(bench: BenchmarkConfig, datasets: dict[str, str], skip_bad: bool) -> list[Part]:
+    """Which raw files a real benchmark reads: its output splits in the order `prepare` writes them —
+    source ``train`` (caps shared over the sources), source ``val``, each target's ``test``, ``generic``
+    ``train``/``val`` — each with its listings (folder from ``datasets``, else ``bench.root``; caps applied).
+
+    The one selection behind ``real_adapter``, ``gkd check-data`` and the ``manifest`` stage. A config
+    that cannot select anything (unknown dataset key, mixed class sets) raises ConfigError. Data problems
+    raise at the first one, or with ``skip_bad`` are recorded in the listing they belong to (``missing``,
+    ``error``) and every other split is still listed; an unlistable ``generic_folder`` is then one
+    ``generic/train`` part holding just that error.
+    """
+    check_datasets(datasets)
+    sources = [get_reader(name) for name in bench.source.split("+")]
+    targets = [get_reader(name) for name in bench.targets]
+    _check_readers(sources, targets)
+
+    def listing(reader: Reader, split: str, cap: Optional[int], where: tuple[str, str]) -> Listing:
+        folder, missing = None, []
+        try:
+            folder = dataset_dir(reader, bench.root, datasets)
+            return Listing(reader, split, folder, _listing(reader, folder, split, cap, where, skip_bad, missing),
+                           missing)
+        except GKDError as err:
+            if not skip_bad:
+                raise
+            return Listing(reader, split, folder, [], error=err)
+
+    domain, first = bench.source.replace("+", "_"), sources[0]
+    shares = _cap_shares(bench.train_images, len(sources))
+    train = [listing(reader, "train", cap, (domain, "train")) for reader, cap in zip(sources, shares)]
+    parts = [Part(domain, "train", train, getattr(bench, "train_crops", 1))]
+    if "val" in first.splits:
+        parts.append(Part(domain, "val", [listing(first, "val", bench.val_images or None, (domain, "val"))], 0))
+    for reader in targets:
+        test = listing(reader, reader.eval_split, bench.target_images or None, (reader.name, "test"))
+        parts.append(Part(reader.name, "test", [test], 0))
+    if bench.generic_folder:  # stage 1a's images; listed now so a bad folder stops before any writing
+        folder = Path(bench.generic_folder).expanduser()
+        try:
+            generic = generic_samples(folder, bench.generic_images, bench.generic_val_images)
+        except GKDError as err:
+            if not skip_bad:
+                raise
+            generic, failed = {}, Listing(IMAGE_FOLDER, "train", folder, [], error=err)
+            parts.append(Part(GENERIC, "train", [failed], 1, unlabelled=True))
+        for split, samples in generic.items():
+            listed = Listing(IMAGE_FOLDER, split, folder, [(IMAGE_FOLDER, s) for s in samples])
+            parts.append(Part(GENERIC, split, [listed], 1, unlabelled=True))
+    return parts
+
+
 def real_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]) -> tuple[dict, Iterator]:
     """(info, records) of a real benchmark; listing happens now, so layout errors come before any writing.
 
@@ -336,30 +409,14 @@ def real_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]) ->
         raise ConfigError(f"benchmark train_crops must be an integer >= 1, got {crops!r}")
     if size < 1:
         raise ConfigError(f"benchmark image_size must be >= 1, got {size}")
-    sources = [get_reader(name) for name in bench.source.split("+")]
-    targets = [get_reader(name) for name in bench.targets]
-    _check_readers(sources, targets)
+    parts = select(bench, datasets, bench.skip_bad)
+    for listing in (listing for part in parts for listing in part.listings):
+        if listing.error is not None:  # skip_bad skips samples, not folders: a layout problem stops prepare
+            raise listing.error
+        skipped.extend(listing.missing)
+    first = parts[0].listings[0].reader
 
-    domain, first = bench.source.replace("+", "_"), sources[0]
-    train_items = []
-    for reader, cap in zip(sources, _cap_shares(bench.train_images, len(sources))):
-        train_items += _listing(reader, dataset_dir(reader, bench.root, datasets), "train", cap, (domain, "train"),
-                                bench.skip_bad, skipped)
-    parts = [_Part(domain, "train", train_items, crops)]
-    if "val" in first.splits:
-        items = _listing(first, dataset_dir(first, bench.root, datasets), "val", bench.val_images or None,
-                         (domain, "val"), bench.skip_bad, skipped)
-        parts.append(_Part(domain, "val", items, 0))
-    for reader in targets:
-        items = _listing(reader, dataset_dir(reader, bench.root, datasets), reader.eval_split, bench.target_images or None, (reader.name, "test"),
-                         bench.skip_bad, skipped)
-        parts.append(_Part(reader.name, "test", items, 0))
-    if bench.generic_folder:  # stage 1a's images; listed now so a bad folder stops before any writing
-        folder = Path(bench.generic_folder).expanduser()
-        for split, samples in generic_samples(folder, bench.generic_images, bench.generic_val_images).items():
-            parts.append(_Part(GENERIC, split, [(IMAGE_FOLDER, s) for s in samples], 1, unlabelled=True))
-
-    def convert(item: tuple[Reader, Sample], part: _Part) -> list[Record]:
+    def convert(item: tuple[Reader, Sample], part: Part) -> list[Record]:
         reader, sample = item
         if not part.crops:  # an evaluation split: the paper's test protocol, label not resized
             return [(sample.name, *eval_pair(*load(reader, sample), EVAL_SCALES.get(reader.name), size))]
@@ -369,14 +426,14 @@ def real_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]) ->
         crops = square_crops(image, label, size, part.crops)
         return [(f"{sample.name}_c{k}", ci, cl) for k, (ci, cl) in enumerate(crops)]
 
-    def check(item: tuple[Reader, Sample], part: _Part) -> Optional[dict]:
+    def check(item: tuple[Reader, Sample], part: Part) -> Optional[dict]:
         try:
             load(*item)
         except DataError as err:
             return dict(domain=part.domain, split=part.split, file=str(item[1].image), reason=str(err))
         return None
 
-    def good_items(part: _Part) -> list[tuple[Reader, Sample]]:
+    def good_items(part: Part) -> list[tuple[Reader, Sample]]:
         """skip_bad: a full read of every sample first, so the split's count is exact up front."""
         problems = list(_ordered_map(lambda item: check(item, part), part.items))
         skipped.extend(p for p in problems if p is not None)
@@ -396,7 +453,7 @@ def real_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]) ->
             recs = (rec for batch in _ordered_map(lambda item, p=part: convert(item, p), items) for rec in batch)
             yield part.domain, part.split, count, recs
 
-    info = dict(classes=list(first.classes), palette=[list(c) for c in first.palette], source=domain)
+    info = dict(classes=list(first.classes), palette=[list(c) for c in first.palette], source=parts[0].domain)
     return info, records()
 
 

@@ -50,41 +50,21 @@ def raw_files(cfg: config_mod.Config) -> tuple[dict[str, dict[str, Path]], list[
     as `prepare` would; the synthetic adapter reads no file.
     """
     from gkd.data import real
-    from gkd.data.readers import get_reader
 
-    bench, files, problems = cfg.benchmark, {}, []
-    if bench.adapter != "real":
+    files, problems = {}, []
+    if cfg.benchmark.adapter != "real":
         return files, problems
-    real.check_datasets(cfg.datasets)
-    sources = [get_reader(name) for name in bench.source.split("+")]
-    targets = [get_reader(name) for name in bench.targets]
-    real._check_readers(sources, targets)
-    # the splits and caps of real.real_adapter (and gkd.check_data.plan, a tool this stage may not import)
-    wanted = [(r, "train", cap) for r, cap in zip(sources, real._cap_shares(bench.train_images, len(sources)))]
-    if "val" in sources[0].splits:
-        wanted.append((sources[0], "val", bench.val_images or None))
-    wanted += [(r, r.eval_split, bench.target_images or None) for r in targets]
-
-    for reader, split, cap in wanted:
-        try:
-            folder = real.dataset_dir(reader, bench.root, cfg.datasets)
-            unlabelled: list[dict] = []  # skip_bad=True: images without a label are returned, not raised
-            items = real._listing(reader, folder, split, cap, (reader.name, split), True, unlabelled)
-        except GKDError as err:
-            problems.append(f"{reader.name}/{split}: {err}")
+    for listing in (listing for part in real.select(cfg.benchmark, cfg.datasets, skip_bad=True)
+                    for listing in part.listings):
+        if listing.error is not None:
+            # the generic folder fails as a whole, before its split into train and val
+            where = real.GENERIC if listing.reader is real.IMAGE_FOLDER else listing.where
+            problems.append(f"{where}: {listing.error}")
             continue
-        paths = [p for _, s in items for p in (s.image, s.label)] + [Path(m["file"]) for m in unlabelled]
-        problems += [f"{reader.name}/{split}: {m['file']}: {m['reason']}" for m in unlabelled]
-        files.setdefault(reader.name, {}).update({_relative(p, folder): p for p in paths})
-
-    if bench.generic_folder:  # stage 1a's unlabelled images
-        folder = Path(bench.generic_folder).expanduser()
-        try:
-            samples = real.generic_samples(folder, bench.generic_images, bench.generic_val_images)
-        except GKDError as err:
-            problems.append(f"{real.GENERIC}: {err}")
-        else:
-            files[real.GENERIC] = {_relative(s.image, folder): s.image for split in samples.values() for s in split}
+        paths = [p for _, s in listing.items for p in (s.image, s.label) if p is not None]  # generic: no label
+        paths += [Path(m["file"]) for m in listing.missing]
+        problems += [f"{listing.where}: {m['file']}: {m['reason']}" for m in listing.missing]
+        files.setdefault(listing.reader.name, {}).update({_relative(p, listing.folder): p for p in paths})
     return files, problems
 
 
