@@ -408,7 +408,7 @@ def check_pretraining_data(cfg: Config) -> Config:
                                                             f"students.{cfg.f2f.student}")))
     for role, name, preset in used:
         if preset.weights in GENERIC_WEIGHTS:
-            fix = ("set benchmarks.synthetic.generic_images > 0" if bench.adapter == "synthetic" else
+            fix = (f"set benchmarks.{cfg.benchmark_name}.generic_images > 0" if bench.adapter == "synthetic" else
                    "choose a preset with real weights (e.g. teacher dinov2_s14; student deit_s; f2f.student dinov2_s), "
                    "or give the preset a local file (`weights: /path/to/file.safetensors`)"
                    + ("; or drop the F2F table (f2f.methods: [])" if role == "f2f.student" else ""))
