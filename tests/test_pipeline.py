@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -11,6 +12,9 @@ import pytest
 from conftest import copy_repo, run, tiny_params
 
 pytestmark = pytest.mark.slow
+# outputs are namespaced by benchmark / teacher / student (tests/tiny.yaml's selectors)
+TEACHER_NS = "synthetic/tiny_vfm"
+NS, F2F_NS = f"{TEACHER_NS}/vit_t6", f"{TEACHER_NS}/tiny_vfm_s"
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +57,8 @@ def test_snakemake_runs_the_whole_dag(snakemake_repo):
     check_table(snakemake_repo / "results/f2l_table.csv")
     f2f = pd.read_csv(snakemake_repo / "results/f2f_table.csv")
     assert f2f["Method"].tolist() == ["Teacher", "+GKD"]
-    for png in ("plots/f2l_table.png", "plots/f2l_radar.png", "plots/f2f_table.png", "plots/qualitative.png",
-                "plots/synthetic_samples.png"):
+    for png in (f"plots/{NS}/f2l_table.png", f"plots/{NS}/f2l_radar.png", f"plots/{F2F_NS}/f2f_table.png",
+                f"plots/{NS}/qualitative.png", "plots/synthetic_samples.png"):
         assert (snakemake_repo / png).stat().st_size > 10_000
     fidelity = pd.read_csv(snakemake_repo / "results/stage1_fidelity.csv")
     assert set(fidelity["domain"]) == {"sim", "generic", "city", "night", "fog", "rain", "snow"}
@@ -63,11 +67,11 @@ def test_snakemake_runs_the_whole_dag(snakemake_repo):
     assert (losses["baseline"] > 0).all() and fidelity["r2"].notna().all()
     assert probe["r2_init"].notna().all()  # the linear probe beside the heads' terms, before and after stage 1
     assert set(map(tuple, probe[["phase", "domain"]].values)) == set(map(tuple, losses[["phase", "domain"]].values))
-    assert (snakemake_repo / "plots/stage1_fidelity.png").stat().st_size > 10_000
-    metrics = json.loads((snakemake_repo / "metrics/gkd.json").read_text())
+    assert (snakemake_repo / f"plots/{NS}/stage1_fidelity.png").stat().st_size > 10_000
+    metrics = json.loads((snakemake_repo / f"metrics/{NS}/gkd.json").read_text())
     assert set(metrics["per_class"]["fog"]) == {"road", "sidewalk", "building", "vegetation", "sky", "car", "person",
                                                 "pole"}
-    assert (snakemake_repo / "logs/gkd/stage1/metrics.json").is_file()  # dvclive training curves
+    assert (snakemake_repo / f"logs/{NS}/gkd/stage1/metrics.json").is_file()  # dvclive training curves
     # nothing left to do afterwards
     assert "Nothing to be done" in run(["snakemake", "--cores", "all"], cwd=snakemake_repo).stderr
 
@@ -77,7 +81,7 @@ def test_dvc_repro_gives_the_same_bytes_and_is_then_a_noop(dvc_repo, snakemake_r
     assert (dvc_repo / "results/stage1_fidelity.csv").read_text() == \
         (snakemake_repo / "results/stage1_fidelity.csv").read_text()
     # same params, same commands → identical metrics through either front-end
-    for name in ("teacher", "student_only", "gkd", "f2f/gkd"):
+    for name in (f"{TEACHER_NS}/teacher", f"{NS}/student_only", f"{NS}/gkd", f"{F2F_NS}/f2f/gkd"):
         assert (dvc_repo / f"metrics/{name}.json").read_text() == (snakemake_repo / f"metrics/{name}.json").read_text()
     start = time.time()
     out = run(["dvc", "repro"], cwd=dvc_repo).stdout
@@ -124,27 +128,37 @@ def test_dvc_push_then_fresh_clone_pull_restores_everything(dvc_repo, tmp_path):
     run(["dvc", "push"], cwd=dvc_repo)
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(dvc_repo), str(clone)], cwd=tmp_path)
-    assert not (clone / "features/synthetic/tiny_vfm").exists() and not (clone / "models/gkd/stage1").exists()
+    assert not (clone / "features/synthetic/tiny_vfm").exists() and not (clone / f"models/{NS}/gkd/stage1").exists()
     run(["dvc", "pull"], cwd=clone)
     status = run(["dvc", "status"], cwd=clone).stdout
     assert "up to date" in status, status
     out = run(["dvc", "repro"], cwd=clone).stdout
     assert "Running stage" not in out, out
-    for rel in ("features/synthetic/tiny_vfm/train/tokens-00000.npy", "models/gkd/stage1/backbone.safetensors",
-                "models/teacher_task/model.safetensors"):
+    for rel in (f"features/{TEACHER_NS}/train/tokens-00000.npy", f"models/{NS}/gkd/stage1/backbone.safetensors",
+                f"models/{TEACHER_NS}/teacher_task/model.safetensors"):
         assert (clone / rel).read_bytes() == (dvc_repo / rel).read_bytes(), rel
 
 
 def test_dvc_exp_run_with_another_student_reruns_only_student_stages(dvc_repo):
+    """Outputs are namespaced by the selectors: another student's experiment writes its own paths and
+    results/f2l_table.csv is its table. `dvc exp run` shows one experiment in the workspace at a time (its
+    checkout removes outputs the current dvc.lock does not list); the first one comes back from the cache."""
+    first = {rel: (dvc_repo / rel).read_bytes() for rel in (f"models/{NS}/gkd/stage2/model.safetensors",
+                                                            f"metrics/{NS}/gkd.json", f"results/{NS}/f2l_table.csv")}
     out = run(["dvc", "exp", "run", "-S", "student=vit_t"], cwd=dvc_repo).stdout  # tiny in tests/tiny.yaml
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"student_weights", "distill-gkd", "adapt-gkd", "adapt-student_only", "evaluate-gkd",
-                   "evaluate-student_only", "report", "qualitative"}, ran
+                   "evaluate-student_only", "report", "view", "qualitative"}, ran
     show = run(["dvc", "exp", "show", "--json"], cwd=dvc_repo).stdout
-    assert "metrics/gkd.json" in show and "vit_t" in show
+    assert f"metrics/{TEACHER_NS}/vit_t/gkd.json" in show and "vit_t" in show
+    other = dvc_repo / f"results/{TEACHER_NS}/vit_t/f2l_table.csv"
+    assert (dvc_repo / "results/f2l_table.csv").read_bytes() == other.read_bytes() != first[f"results/{NS}/f2l_table.csv"]
+    assert (dvc_repo / f"models/{TEACHER_NS}/vit_t/gkd/stage2/model.safetensors").is_file()
     # `dvc exp run` leaves its result in the workspace; back to the committed run for the tests after this one
     run("git checkout -- . && dvc checkout --force", cwd=dvc_repo)
     assert json.loads(run(["dvc", "status", "dvc.yaml", "--json"], cwd=dvc_repo).stdout) == {}
+    assert all((dvc_repo / rel).read_bytes() == data for rel, data in first.items())
+    assert (dvc_repo / "results/f2l_table.csv").read_bytes() == first[f"results/{NS}/f2l_table.csv"]
 
 
 def test_a_snakemake_workspace_is_handed_to_dvc_with_one_commit(snakemake_repo, tmp_path):
@@ -201,15 +215,32 @@ def test_seeds_and_budget_tables(opt_in_runs):
     assert only["CI low"] <= only["ΔAvg vs GKD"] <= only["CI high"]
     assert pd.read_csv(smk / "results/f2f_seeds.csv")["Method"].tolist() == ["Teacher", "+GKD"]
     # the seeds differ (a seed reaches the student-side stages) and seed 0 is the single-seed table's run
-    runs = [json.loads((smk / p).read_text())["avg"] for p in ("metrics/gkd.json", "metrics/seed1/gkd.json")]
+    runs = [json.loads((smk / p).read_text())["avg"] for p in (f"metrics/{NS}/gkd.json", f"metrics/{NS}/seed1/gkd.json")]
     assert runs[0] != runs[1]
     assert abs(seeds.set_index("Method").loc["+GKD", "Avg mean"] - sum(runs) / 2) < 0.01
     budget = pd.read_csv(dvc / "results/budget_table.csv")
     assert budget["budget"].tolist() == [1, 1, 2, 2]
     assert budget.loc[budget["Method"] == "+GKD", "R² fea (sim)"].notna().all()
     # the 1x rows are the main pipeline's runs; the 2x ones trained longer
-    steps = [json.loads((dvc / f"models/{p}gkd/stage1/backbone.json").read_text())["steps"]
+    steps = [json.loads((dvc / f"models/{NS}/{p}gkd/stage1/backbone.json").read_text())["steps"]
              for p in ("", "budget2/")]
     assert steps[1] == 2 * steps[0], steps
-    assert (smk / "plots/f2l_seeds.png").stat().st_size > 10_000
-    assert (dvc / "plots/budget_curve.png").stat().st_size > 10_000
+    assert (smk / f"plots/{NS}/f2l_seeds.png").stat().st_size > 10_000
+    assert (dvc / f"plots/{NS}/budget_curve.png").stat().st_size > 10_000
+
+
+def test_snakemake_runs_of_two_students_coexist(opt_in_runs):
+    """`--config student=vit_t` builds beside the default student's outputs; back to the default, only the
+    view reruns (to make results/f2l_table.csv its table again)."""
+    smk, _ = opt_in_runs
+    first = {p: p.stat().st_mtime_ns for p in (smk / "models" / NS).rglob("*") if p.is_file()}
+    run(["snakemake", "--cores", "1", "results/f2l_table.csv", "--config", "student=vit_t"], cwd=smk)
+    other = smk / f"results/{TEACHER_NS}/vit_t/f2l_table.csv"
+    assert (smk / "results/f2l_table.csv").read_bytes() == other.read_bytes()
+    assert {p: p.stat().st_mtime_ns for p in (smk / "models" / NS).rglob("*") if p.is_file()} == first
+    dry = run(["snakemake", "--dry-run", "results/f2l_table.csv"], cwd=smk).stdout
+    jobs = {m.group(1) for m in re.finditer(r"^(?:local)?rule ([\w-]+):$", dry, re.M)}
+    assert jobs == {"view"}, jobs
+    run(["snakemake", "--cores", "1", "results/f2l_table.csv"], cwd=smk)
+    assert (smk / "results/f2l_table.csv").read_bytes() == (smk / f"results/{NS}/f2l_table.csv").read_bytes()
+    assert other.is_file()

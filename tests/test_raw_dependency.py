@@ -224,7 +224,7 @@ def test_a_raw_edit_reruns_prepare_in_both_front_ends_and_a_noop_does_not(raw, t
     benchmark); after `prepare` alone, a no-op reruns nothing and an edited raw label reruns prepare.
     About 20 s on 2 cores (not `slow`: only the manifest and prepare stages run, on the fixture tree)."""
     smk = copy_repo(tmp_path / "smk", real_params(raw))
-    jobs, stages = snakemake_jobs(smk, ["results/f2l_table.csv", "plots/qualitative.png"]), dvc_stages(smk)
+    jobs, stages = snakemake_jobs(smk, ["all"]), dvc_stages(smk)
     assert sorted(jobs) == sorted(stages) and {"manifest", "prepare"} <= set(stages)
     for name in stages:
         assert jobs[name] == stages[name], name

@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     t.add_argument("--runs", default="benchmarks/runs")
     t.set_defaults(fn=cmd_times)
     pr = sub.add_parser("predict", help="run a trained segmenter over a folder of images")
-    pr.add_argument("--model", required=True, help="segmenter folder (e.g. models/gkd/stage2)")
+    pr.add_argument("--model", required=True, help="segmenter folder (e.g. models/synthetic/dinov2_s14/vit_t6/gkd/stage2)")
     pr.add_argument("--images", required=True, help="folder of images")
     pr.add_argument("--out", required=True, help="folder for <name>_mask.png and <name>_overlay.png")
     pr.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask")

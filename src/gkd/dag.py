@@ -33,12 +33,30 @@ PACKAGE = Path(__file__).resolve().parent
 PIPELINES = {"main": "dvc.yaml", "seeds": "pipelines/seeds/dvc.yaml", "budget": "pipelines/budget/dvc.yaml",
              "ablation": "pipelines/ablation/dvc.yaml"}
 QUALITATIVE = ("student_only", "vanilla_kd", "gkd")
+REPORTS = ("gkd.stages.report", "gkd.stages.seeds_report", "gkd.stages.budget_report")  # each gets a view
 
+# Every output is namespaced by the selectors it depends on (benchmark, teacher, student; a run's setting,
+# seed and budget in Run.prefix), so experiments with different selectors live side by side in one
+# workspace. The user-facing tables are also written to a fixed path (``view``): results/f2l_table.csv is
+# the table of the experiment params.yaml selects.
 DATA = "data/prepared/${benchmark}"
 MANIFEST = "data/manifests/${benchmark}.json"
-TEACHER = "models/teachers/${teacher}"
-FEATURES = "features/${benchmark}/${teacher}"
-TEACHER_TASK = "models/teacher_task"
+TEACHER_NS = "${benchmark}/${teacher}"
+TEACHER = "models/${benchmark}/teachers/${teacher}"
+FEATURES = f"features/{TEACHER_NS}"
+TEACHER_TASK = f"models/{TEACHER_NS}/teacher_task"
+TEACHER_METRICS = f"metrics/{TEACHER_NS}/teacher.json"
+TEACHER_PER_IMAGE = f"metrics/{TEACHER_NS}/per_image/teacher.npz"
+
+
+def student_init(student: str) -> str:
+    """A student's initialisation (pretrained on the benchmark's generic stream, so per benchmark)."""
+    return f"models/${{benchmark}}/students/{student}"
+
+
+def view(path: str) -> str:
+    """results/<benchmark>/<teacher>/<student>/f2l_table.csv → results/f2l_table.csv (the selected experiment's)."""
+    return f"results/{Path(path).name}"
 
 
 @dataclass
@@ -58,6 +76,7 @@ class Stage:
     # when their content changes. DVC: `always_changed`; Snakemake, which plans by mtimes before running
     # anything, calls the module's ``refresh(cfg, *outputs)`` while parsing (workflow/rules/pipeline.smk)
     always_changed: bool = False
+    namespace: str = "${benchmark}"      # of its Snakemake log and benchmark files
 
     @property
     def command(self) -> str:
@@ -109,11 +128,24 @@ class Run:
         return ([] if self.seed is None else [("--seed", str(self.seed))]) + \
                ([] if self.budget == 1 else [("--budget", str(self.budget))])
 
+    @property
+    def namespace(self) -> str:  # the selectors its outputs depend on
+        return f"{TEACHER_NS}/{self.student}"
+
+    def model(self, method: str) -> str:
+        return f"models/{self.namespace}/{self.prefix}{method}"
+
+    def live(self, method: str) -> str:
+        return f"logs/{self.namespace}/{self.prefix}{method}"
+
     def metrics(self, method: str) -> str:
-        return f"metrics/{self.prefix}{method}.json"
+        return f"metrics/{self.namespace}/{self.prefix}{method}.json"
 
     def per_image(self, method: str) -> str:
-        return f"metrics/per_image/{self.prefix}{method}.npz"
+        return f"metrics/{self.namespace}/per_image/{self.prefix}{method}.npz"
+
+    def output(self, kind: str, name: str) -> str:  # kind: results | plots
+        return f"{kind}/{self.namespace}/{name}"
 
 
 def runs(cfg) -> list[Run]:
@@ -174,42 +206,43 @@ def shared_stages(cfg) -> list[Stage]:
         Stage("teacher_weights", "gkd.stages.teacher_weights", common_flags("benchmark", "teacher") + [
             ("--data", DATA), ("--out", TEACHER)],
             [DATA], ["seed", "benchmarks.${benchmark}", "teacher", "teachers.${teacher}", "pretrain", "runtime"],
-            outs=[TEACHER], family="teacher"),
+            outs=[TEACHER], family="teacher", namespace=TEACHER_NS),
         student_weights_stage("student_weights", "${student}", "student"),
         Stage("teacher_features", "gkd.stages.teacher_features", common_flags("benchmark", "teacher") + [
             ("--data", DATA), ("--teacher-weights", TEACHER), ("--out", FEATURES)],
             [DATA, TEACHER], ["seed", "benchmarks.${benchmark}", "views", "teacher_features", "runtime"],
-            outs=[FEATURES], family="teacher"),
+            outs=[FEATURES], family="teacher", namespace=TEACHER_NS),
         Stage("teacher_task", "gkd.stages.teacher_task", common_flags("benchmark", "teacher") + [
-            ("--data", DATA), ("--teacher-weights", TEACHER), ("--out", TEACHER_TASK), ("--live", "logs/teacher_task")],
+            ("--data", DATA), ("--teacher-weights", TEACHER), ("--out", TEACHER_TASK), ("--live", f"logs/{TEACHER_NS}/teacher_task")],
             [DATA, TEACHER], ["seed", "benchmarks.${benchmark}", "views", "adapt", "teacher_features", "runtime"],
-            outs=[TEACHER_TASK], plots=["logs/teacher_task"], family="teacher"),
+            outs=[TEACHER_TASK], plots=[f"logs/{TEACHER_NS}/teacher_task"], family="teacher", namespace=TEACHER_NS),
         Stage("evaluate_teacher", "gkd.stages.evaluate", common_flags("benchmark") + [
-            ("--model", TEACHER_TASK), ("--data", DATA), ("--out", "metrics/teacher.json"), ("--name", "teacher"),
-            ("--per-image", "metrics/per_image/teacher.npz")],
-            [DATA, TEACHER_TASK], ["evaluate", "runtime"], outs=["metrics/per_image/teacher.npz"],
-            metrics=["metrics/teacher.json"], family="evaluate"),
+            ("--model", TEACHER_TASK), ("--data", DATA), ("--out", TEACHER_METRICS), ("--name", "teacher"),
+            ("--per-image", TEACHER_PER_IMAGE)],
+            [DATA, TEACHER_TASK], ["evaluate", "runtime"], outs=[TEACHER_PER_IMAGE],
+            metrics=[TEACHER_METRICS], family="evaluate", namespace=TEACHER_NS),
     ]
 
 
 def student_weights_stage(name: str, student: str, key: str, pipeline: str = "main") -> Stage:
     """A student's initialisation; its preset's `weights` picks the recipe (both pretraining sections listed)."""
     return Stage(name, "gkd.stages.student_weights", common_flags("benchmark") + [
-        ("--student", student), ("--data", DATA), ("--out", f"models/students/{student}")],
+        ("--student", student), ("--data", DATA), ("--out", student_init(student))],
         [DATA], ["seed", "benchmarks.${benchmark}", key, f"students.{student}", "pretrain", "student_pretrain",
-                 "runtime"], outs=[f"models/students/{student}"], family="teacher", pipeline=pipeline)
+                 "runtime"], outs=[student_init(student)], family="teacher", pipeline=pipeline,
+        namespace=f"${{benchmark}}/{student}")
 
 
 def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
     """Stage 1, stage 2 / task training and evaluation of every method of ``run``, and its report."""
-    student_dir = f"models/students/{run.student}"
+    student_dir = student_init(run.student)
     pair = common_flags("benchmark", "teacher") + [("--student", run.student)]
     knobs = ["seed", "benchmarks.${benchmark}", "views", "adapt", "runtime"]
     out: list[Stage] = []
     if (run.setting == "f2f" or run.tag) and run.seed is None:
         out.append(student_weights_stage(run.stage("student_weights"), run.student, run.student_key, run.pipeline))
     for method in run.methods:
-        model, live = f"models/{run.prefix}{method}", f"logs/{run.prefix}{method}"
+        model, live = run.model(method), run.live(method)
         method_flags = pair + [("--method", method)] + run.run_flags + [("--data", DATA)]
         if method in groups["stage1"]:
             # stage 1's teacher: the cache of fixed views, or the teacher itself run in the stage (online). The
@@ -224,7 +257,7 @@ def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
                 [DATA, student_dir, TEACHER, *[path for _, path in cache]],
                 ["seed", "benchmarks.${benchmark}", "views", "teacher_features", "distill", "evaluate",
                  *method_keys(cfg, method), "runtime"], outs=[f"{model}/stage1"], plots=[f"{live}/stage1"],
-                pipeline=run.pipeline))
+                pipeline=run.pipeline, namespace=run.namespace))
             init, extra = f"{model}/stage1", []
         else:  # one-stage task training from the student's initialisation (teacher outputs for the KD methods)
             init = student_dir
@@ -233,69 +266,84 @@ def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
             run.stage("adapt", method), "gkd.stages.adapt", method_flags + [("--init", init)] + extra + [
                 ("--out", f"{model}/stage2"), ("--live", f"{live}/stage2")],
             [DATA, init] + ([TEACHER_TASK, FEATURES] if extra else []), knobs + method_keys(cfg, method),
-            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], pipeline=run.pipeline))
+            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], pipeline=run.pipeline, namespace=run.namespace))
         out.append(Stage(
             run.stage("evaluate", method), "gkd.stages.evaluate", common_flags("benchmark") + [
                 ("--model", f"{model}/stage2"), ("--data", DATA), ("--out", run.metrics(method)), ("--name", run.row(method)),
                 ("--per-image", run.per_image(method))],
             [DATA, f"{model}/stage2"], ["evaluate", "runtime"], outs=[run.per_image(method)],
-            metrics=[run.metrics(method)], family="evaluate", pipeline=run.pipeline))
+            metrics=[run.metrics(method)], family="evaluate", pipeline=run.pipeline, namespace=run.namespace))
     if run.seed is None and run.budget == 1 and not run.tag:
         out.append(report_stage(cfg, run, groups))
     return out
 
 
+def main_run(cfg, setting: str = "f2l") -> Run:
+    """The single-seed, 1x run of a setting (its report is the main pipeline's table)."""
+    return next(r for r in runs(cfg) if r.setting == setting and r.seed is None and r.budget == 1 and not r.tag)
+
+
+def view_stage(name: str, tables: list[str], namespace: str, pipeline: str) -> Stage:
+    """The selected experiment's ``tables`` copied to their fixed paths in results/ (gkd.stages.view)."""
+    fixed = [view(t) for t in tables]
+    return Stage(name, "gkd.stages.view", [("--tables", " ".join(tables)), ("--out", " ".join(fixed))], tables, [],
+                 outs=fixed, family="data", launch=False, pipeline=pipeline, namespace=namespace)
+
+
 def report_stage(cfg, run: Run, groups: dict[str, list[str]]) -> Stage:
     """The setting's table and figures, and the stage-1 fidelity table of its label-free methods."""
     variants = [r for r in runs(cfg) if r.setting == run.setting and r.tag and r.seed is None and r.budget == 1]
-    rows = ["metrics/teacher.json"] + (["metrics/gkd.json"] if run.setting == "ablation" else [])
+    rows = [TEACHER_METRICS] + ([main_run(cfg).metrics("gkd")] if run.setting == "ablation" else [])
     rows += [run.metrics(m) for m in run.methods] + [v.metrics(m) for v in variants for m in v.methods]
-    stage1 = [f"models/{r.prefix}{m}/stage1" for r in [run, *variants] for m in r.methods if m in groups["stage1"]]
+    stage1 = [f"{r.model(m)}/stage1" for r in [run, *variants] for m in r.methods if m in groups["stage1"]]
     name = run.setting
-    fidelity = "results/stage1_fidelity.csv" if name == "f2l" else f"results/{name}_stage1_fidelity.csv"
-    fidelity_png = "plots/stage1_fidelity.png" if name == "f2l" else f"plots/{name}_stage1_fidelity.png"
+    table = run.output("results", f"{name}_table.csv")
+    fidelity = run.output("results", "stage1_fidelity.csv" if name == "f2l" else f"{name}_stage1_fidelity.csv")
+    fidelity_png = run.output("plots", "stage1_fidelity.png" if name == "f2l" else f"{name}_stage1_fidelity.png")
     flags = common_flags("benchmark", "teacher") + [("--student", run.student), ("--setting", name),
                                                     ("--metrics", " ".join(rows))]
-    outs, plots = [f"results/{name}_table.csv"], [f"plots/{name}_table.png", f"plots/{name}_radar.png"]
+    outs = [table]
+    plots = [run.output("plots", f"{name}_table.png"), run.output("plots", f"{name}_radar.png")]
     if stage1:
         flags.append(("--stage1", " ".join(stage1)))
         outs.append(fidelity)
         plots.append(fidelity_png)
-    flags += [("--out", outs[0]), ("--plot", plots[0]), ("--radar", plots[1])]
+    flags += [("--out", table), ("--plot", plots[0]), ("--radar", plots[1])]
     if stage1:
         flags += [("--fidelity-out", fidelity), ("--fidelity-plot", fidelity_png)]
     labelled = (["gkd"] if run.setting == "ablation" else []) + list(run.methods) + \
         [m for v in variants for m in v.methods]
     return Stage(run.stage("report"), "gkd.stages.report", flags, rows + stage1,
                  ["methods", "f2f", "ablation", *label_keys(cfg, labelled)], outs=outs, plots=plots, family="data",
-                 launch=False, pipeline=run.pipeline)
+                 launch=False, pipeline=run.pipeline, namespace=run.namespace)
 
 
 def seeds_report_stage(cfg, setting: str) -> Stage:
     chosen = seed_runs(cfg, setting)
     methods = list(chosen[0].methods)
-    metrics = ["metrics/teacher.json"] + [r.metrics(m) for r in chosen for m in methods]
-    per_image = ["metrics/per_image/teacher.npz"] + [r.per_image(m) for r in chosen for m in methods]
-    out = f"results/{setting}_seeds.csv"
-    plot = f"plots/{setting}_seeds.png"
+    metrics = [TEACHER_METRICS] + [r.metrics(m) for r in chosen for m in methods]
+    per_image = [TEACHER_PER_IMAGE] + [r.per_image(m) for r in chosen for m in methods]
+    out = chosen[0].output("results", f"{setting}_seeds.csv")
+    plot = chosen[0].output("plots", f"{setting}_seeds.png")
     return Stage(f"{'' if setting == 'f2l' else setting + '-'}seeds-report", "gkd.stages.seeds_report",
                  common_flags("benchmark", "teacher") + [("--student", chosen[0].student), ("--setting", setting),
                                                          ("--metrics", " ".join(metrics)),
                                                          ("--per-image", " ".join(per_image)),
                                                          ("--out", out), ("--plot", plot)],
                  metrics + per_image, ["seeds", "methods", "f2f", *label_keys(cfg, methods)], outs=[out],
-                 plots=[plot], family="data", launch=False, pipeline="seeds")
+                 plots=[plot], family="data", launch=False, pipeline="seeds", namespace=chosen[0].namespace)
 
 
 def budget_report_stage(cfg, groups: dict[str, list[str]]) -> Stage:
     chosen = sorted([r for r in runs(cfg) if r.setting == "f2l" and r.seed is None], key=lambda r: r.budget)
     metrics = [r.metrics(m) for r in chosen for m in r.methods]
-    stage1 = [f"models/{r.prefix}{m}/stage1" for r in chosen for m in r.methods if m in groups["stage1"]]
+    stage1 = [f"{r.model(m)}/stage1" for r in chosen for m in r.methods if m in groups["stage1"]]
+    out, plot = chosen[0].output("results", "budget_table.csv"), chosen[0].output("plots", "budget_curve.png")
     return Stage("budget-report", "gkd.stages.budget_report", common_flags("benchmark", "teacher") + [
         ("--student", "${student}"), ("--metrics", " ".join(metrics)), ("--stage1", " ".join(stage1)),
-        ("--out", "results/budget_table.csv"), ("--plot", "plots/budget_curve.png")],
-        metrics + stage1, ["budget", "methods", *label_keys(cfg, chosen[0].methods)], outs=["results/budget_table.csv"],
-        plots=["plots/budget_curve.png"], family="data", launch=False, pipeline="budget")
+        ("--out", out), ("--plot", plot)],
+        metrics + stage1, ["budget", "methods", *label_keys(cfg, chosen[0].methods)], outs=[out],
+        plots=[plot], family="data", launch=False, pipeline="budget", namespace=chosen[0].namespace)
 
 
 def qualitative_stage(cfg) -> Stage | None:
@@ -303,10 +351,23 @@ def qualitative_stage(cfg) -> Stage | None:
     shown = [m for m in QUALITATIVE if m in cfg.methods]
     if not shown:
         return None
-    models = [f"models/{m}/stage2" for m in shown]
+    run = main_run(cfg)
+    models = [f"{run.model(m)}/stage2" for m in shown]
     return Stage("qualitative", "gkd.stages.qualitative", common_flags("benchmark") + [
-        ("--student", "${student}"), ("--data", DATA), ("--models", " ".join(models)), ("--out", "plots/qualitative.png")],
-        [DATA] + models, ["seed"], plots=["plots/qualitative.png"], family="data")
+        ("--student", "${student}"), ("--data", DATA), ("--models", " ".join(models)),
+        ("--out", qualitative_plot(cfg))], [DATA] + models, ["seed"], plots=[qualitative_plot(cfg)], family="data",
+        namespace=run.namespace)
+
+
+def qualitative_plot(cfg) -> str:
+    return main_run(cfg).output("plots", "qualitative.png")
+
+
+def default_targets(cfg) -> list[str]:
+    """`snakemake` without a target (rule all) and `dvc repro`'s main pipeline: the F2L and F2F tables and
+    the qualitative figure."""
+    out = ["results/f2l_table.csv"] + (["results/f2f_table.csv"] if cfg.f2f.methods else [])
+    return out + ([qualitative_plot(cfg)] if qualitative_stage(cfg) else [])
 
 
 def stages(cfg, groups: dict[str, dict[str, list[str]]]) -> list[Stage]:
@@ -323,7 +384,8 @@ def stages(cfg, groups: dict[str, dict[str, list[str]]]) -> list[Stage]:
         out.append(budget_report_stage(cfg, groups["f2l"]))
     if not any(FEATURES in s.deps for s in out):  # online stage 1 and no feature-KD method: no cache to build
         out = [s for s in out if s.name != "teacher_features"]
-    return out
+    reports = [s for s in out if s.module in REPORTS]
+    return out + [view_stage(r.name.replace("report", "view"), r.outs, r.namespace, r.pipeline) for r in reports]
 
 
 # ---------------------------------------------------------------------------------------------- method groups
@@ -456,8 +518,9 @@ def render_dvc(all_stages: list[Stage], pipeline: str) -> str:
         if s.code + s.deps:
             lines.append("    deps:")
             lines += [f"      - {d}" for d in s.code + s.deps]
-        lines.append("    params:")
-        lines += [f"      - {p}" for p in s.params]
+        if s.params:
+            lines.append("    params:")
+            lines += [f"      - {p}" for p in s.params]
         for key, items in (("outs", s.outs), ("plots", s.plots), ("metrics", s.metrics)):
             if items:
                 lines.append(f"    {key}:")

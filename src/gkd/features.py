@@ -13,7 +13,7 @@ logits      teacher_task        K×h×w        the teacher segmenter's logits on
 ==========  ==================  ===========  ==============================================================
 
 Every signal is computed on the *rendered view* the student sees (``gkd.data.views``), never derived
-from another view. On disk (``features/<benchmark>/<teacher>/`` and ``models/teacher_task/logits``)::
+from another view. On disk (``features/<benchmark>/<teacher>/`` and ``models/<benchmark>/<teacher>/teacher_task/logits``)::
 
     <split-key>/index.json        images, views per image, shard size, shapes, what produced it
     <split-key>/<signal>-00000.npy   fp16 rows, image-major: row = image * views + view

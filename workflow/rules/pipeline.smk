@@ -18,9 +18,9 @@ for _stage in gkd_dag.stages(CFG, GROUPS):
         resources:
             **res(_stage.family),
         log:
-            f"logs/snakemake/{_stage.name}.log",
+            f"logs/snakemake/{gkd_dag.resolve(_stage.namespace, SELECTORS)}/{_stage.name}.log",
         benchmark:
-            f"benchmarks/runs/{_stage.name}.tsv"
+            f"benchmarks/runs/{gkd_dag.resolve(_stage.namespace, SELECTORS)}/{_stage.name}.tsv"
         threads: THREADS
         shell:
             "{params.command} > {log} 2>&1"

@@ -1,4 +1,4 @@
-"""Stage `student_weights`: the student's initialisation as ``models/students/<student>/``, shared by every
+"""Stage `student_weights`: the student's initialisation as ``models/<benchmark>/students/<student>/``, shared by every
 method and seed (image-level or VFM-style pretraining here, a random init, timm or a local file)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage `teacher_weights`: the teacher backbone as ``models/teachers/<teacher>/`` (see gkd.initialise)."""
+"""Stage `teacher_weights`: the teacher backbone as ``models/<benchmark>/teachers/<teacher>/`` (see gkd.initialise)."""
 from __future__ import annotations
 
 from gkd import initialise
