@@ -95,6 +95,26 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, variant):
         assert smk[name] == dvc[name], name
 
 
+def test_snakemake_takes_overlay_params_files_without_rewriting_params_yaml(tmp_path):
+    """`snakemake --configfile tests/tiny.yaml` on an untouched checkout plans the DAG of params.yaml with the
+    overlay merged in (the tests' tiny config, without rewriting the repository): every command reads both
+    files, and the stages really do — prepare builds the overlay's image size."""
+    import json
+    pristine = copy_repo(tmp_path / "pristine")
+    rewritten = copy_repo(tmp_path / "rewritten", tiny_params())
+    overlay = snakemake_jobs(pristine, [*ALL_TARGETS, "--configfile", "tests/tiny.yaml"])
+    expected = snakemake_jobs(rewritten, ALL_TARGETS)
+    assert sorted(overlay) == sorted(expected)
+    for name, job in expected.items():
+        assert "--params params.yaml " in job["cmd"] or name.endswith("view"), name  # views read no params
+        cmd = job["cmd"].replace("--params params.yaml ", "--params params.yaml tests/tiny.yaml ")
+        assert overlay[name] == {**job, "cmd": cmd}, name
+    run(["snakemake", "--cores", "1", "data/prepared/synthetic", "--configfile", "tests/tiny.yaml"], cwd=pristine)
+    meta = json.loads((pristine / "data/prepared/synthetic/meta.json").read_text())
+    assert meta["image_size"] == 56  # tests/tiny.yaml's, not params.yaml's
+    assert run(["git", "status", "--porcelain", "params.yaml"], cwd=pristine).stdout == ""
+
+
 def test_code_dependencies_are_each_stage_modules_import_closure():
     """A stage depends on exactly the package files its module imports (transitively), not a hand list:
     the Mapillary reader is prepare's business only; every stage depends on stages/common.py."""
@@ -149,5 +169,5 @@ def test_snakemake_config_overrides_selectors_only(tmp_path):
     assert "--student vit_s" in out and "models/synthetic/students/vit_s" in out and "--student vit_t6" not in out
     bad = run(["snakemake", "--dry-run", "results/f2l_table.csv", "--config", "seed=7"], cwd=repo, check=False)
     assert bad.returncode != 0
-    assert "--config may override only the selectors benchmark, teacher, student; edit params.yaml for: seed" \
-        in bad.stdout + bad.stderr
+    assert ("--config may override only the selectors benchmark, teacher, student; edit params.yaml or an overlay "
+            "file given with --configfile for: seed") in bad.stdout + bad.stderr

@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     ex.set_defaults(fn=cmd_export)
     cd = sub.add_parser("check-data", help="decode every raw image and label a real benchmark's prepare would read; "
                                            "list all problems at once (exit 1 if any)")
-    cd.add_argument("--params", default="params.yaml")
+    cd.add_argument("--params", nargs="+", default=["params.yaml"], help="params file(s), later ones overlaid")
     cd.add_argument("--benchmark", default=None, help="benchmark preset (default: params.yaml's `benchmark`)")
     cd.add_argument("--workers", type=int, default=0, help="decoding threads (0 = every core)")
     cd.add_argument("--show", type=int, default=20, help="problems listed per kind (0 = all)")

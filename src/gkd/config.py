@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import yaml
 
@@ -365,13 +365,23 @@ REQUIRED = ("benchmark", "teacher", "student", "methods", "seed", "seeds", "benc
             "method_configs", "pretrain", "student_pretrain", "views", "teacher_features", "distill", "adapt", "evaluate")
 
 
-def load(path: str | Path = "params.yaml", **overrides: Optional[str]) -> Config:
-    """Load and validate a params file; ``overrides`` replace selectors (benchmark/teacher/student)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file {str(path)!r} not found")
-    cfg = from_dict(yaml.safe_load(path.read_text()) or {})
-    return with_selectors(cfg, **overrides)
+ParamsFiles = Union[str, Path, Sequence[Union[str, Path]]]
+
+
+def read_params(paths: ParamsFiles = "params.yaml") -> dict:
+    """One params file, or several deep-merged in order (later ones overlay earlier ones, as Snakemake's
+    ``--configfile`` does): ``params.yaml tests/tiny.yaml``."""
+    raw: dict = {}
+    for path in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
+        if not path.is_file():
+            raise ConfigError(f"params file {str(path)!r} not found")
+        raw = merge(raw, yaml.safe_load(path.read_text()) or {})
+    return raw
+
+
+def load(paths: ParamsFiles = "params.yaml", **overrides: Optional[str]) -> Config:
+    """Load and validate params file(s); ``overrides`` replace selectors (benchmark/teacher/student)."""
+    return with_selectors(from_dict(read_params(paths)), **overrides)
 
 
 def with_selectors(cfg: Config, **overrides: Optional[str]) -> Config:

@@ -29,6 +29,7 @@ from gkd.config import label_keys, method_keys
 # own launcher for anything else (several GPUs or nodes).
 LAUNCH = "python -m gkd.launch --config_file workflow/accelerate.yaml -m"
 PY = "python -m"
+PARAMS = "params.yaml"  # what DVC reads (its `params:` and templates); Snakemake adds its --configfile overlays
 PACKAGE = Path(__file__).resolve().parent
 PIPELINES = {"main": "dvc.yaml", "seeds": "pipelines/seeds/dvc.yaml", "budget": "pipelines/budget/dvc.yaml",
              "ablation": "pipelines/ablation/dvc.yaml"}
@@ -80,8 +81,12 @@ class Stage:
 
     @property
     def command(self) -> str:
-        return " ".join([LAUNCH if self.launch else PY, self.module] +
-                        [f"{flag} {value}" if value else flag for flag, value in self.flags])
+        return self.command_with(PARAMS)
+
+    def command_with(self, params_files: str) -> str:
+        """The command reading ``params_files`` (dvc.yaml: params.yaml; Snakemake: + any --configfile)."""
+        flags = [(f, params_files if f == "--params" else v) for f, v in self.flags]
+        return " ".join([LAUNCH if self.launch else PY, self.module] + [f"{f} {v}" if v else f for f, v in flags])
 
     @property
     def code(self) -> list[str]:
@@ -174,7 +179,7 @@ def seed_runs(cfg, setting: str) -> list[Run]:
 
 # ---------------------------------------------------------------------------------------------- stages
 def common_flags(*selectors: str) -> list[tuple[str, str]]:
-    return [("--params", "params.yaml")] + [(f"--{s}", f"${{{s}}}") for s in selectors]
+    return [("--params", PARAMS)] + [(f"--{s}", f"${{{s}}}") for s in selectors]
 
 
 def selector_values(cfg) -> dict[str, str]:

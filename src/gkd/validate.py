@@ -25,5 +25,5 @@ def from_dict(raw: dict) -> config.Config:
     return check_registered(config.from_dict(raw))
 
 
-def load(path: str | Path = "params.yaml", **overrides: Optional[str]) -> config.Config:
-    return check_registered(config.load(path, **overrides))
+def load(paths: config.ParamsFiles = "params.yaml", **overrides: Optional[str]) -> config.Config:
+    return check_registered(config.load(paths, **overrides))

@@ -19,7 +19,8 @@ def parser(description: str, selectors: tuple[str, ...] = (), run: bool = False)
     """The shared flags: params file, selector overrides, and (student-side stages, ``run``) the run's
     seed and budget multiplier."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--params", nargs="+", default=["params.yaml"],
+                   help="params file, or several: later ones overlay earlier ones (default: params.yaml)")
     for name in selectors:
         p.add_argument(f"--{name}", default=None, help=f"{name} preset (overrides params.yaml's `{name}`)")
     if run:

@@ -139,7 +139,8 @@ def refresh(cfg: config_mod.Config, out: str | os.PathLike, workers: int = 0) ->
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--params", nargs="+", default=["params.yaml"],
+                   help="params file, or several: later ones overlay earlier ones (default: params.yaml)")
     p.add_argument("--benchmark", default=None, help="benchmark preset (overrides params.yaml's `benchmark`)")
     p.add_argument("--out", required=True, type=Path, help="the manifest, data/manifests/<benchmark>.json")
     args = p.parse_args(argv)
