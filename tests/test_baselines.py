@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gkd.features import TeacherBatch
 from gkd.methods.afdcd import AfDCD, AfDCDOptions, omni_contrastive
 from gkd.methods.cwd import channel_kl
 from gkd.methods.vanilla_kd import pixel_kl
@@ -79,7 +80,7 @@ def test_afdcd_terms_and_gradients():
     s_levels = [torch.randn(2, 12, 4, 4, requires_grad=True)]
     teacher = {"last": torch.randn(2, 32, 4, 4), "logits": torch.randn(2, 5, 4, 4)}
     logits = torch.randn(2, 5, 4, 4, requires_grad=True)
-    terms = m.task_terms(_Task(extra), logits=logits, levels=s_levels, teacher=teacher)
+    terms = m.task_terms(_Task(extra), logits=logits, levels=s_levels, teacher=TeacherBatch(**teacher))
     assert set(terms) == {"fd", "ctr", "kd"} and all(v.item() > 0 for v in terms.values())
     sum(terms[k] * w for k, w in m.task_weights().items()).backward()
     assert s_levels[0].grad.abs().sum() > 0 and logits.grad.abs().sum() > 0
@@ -93,7 +94,7 @@ def test_vitkd_terms_zero_when_generator_is_exact_and_gradients():
     tokens = torch.randn(2, 17, 12, requires_grad=True)
     taps = [torch.randn(2, 16, 12, requires_grad=True) for _ in range(2)]
     teacher = {"tokens": torch.randn(2, 17, 20), "shallow": torch.randn(2, 2, 16, 20)}
-    terms = m.task_terms(_Task(extra), tokens=tokens, taps=taps, teacher=teacher)
+    terms = m.task_terms(_Task(extra), tokens=tokens, taps=taps, teacher=TeacherBatch(**teacher))
     assert terms["low"].item() > 0 and terms["gen"].item() > 0
     sum(terms[k] * w for k, w in m.task_weights().items()).backward()
     assert taps[0].grad.abs().sum() > 0 and tokens.grad.abs().sum() > 0
@@ -102,7 +103,8 @@ def test_vitkd_terms_zero_when_generator_is_exact_and_gradients():
         for lin in extra.mimic:
             lin.weight.zero_(), lin.bias.zero_()
     zero_teacher = {"tokens": teacher["tokens"].detach(), "shallow": torch.zeros(2, 2, 16, 20)}
-    assert m.task_terms(_Task(extra), tokens=tokens, taps=taps, teacher=zero_teacher)["low"].item() == 0.0
+    exact = m.task_terms(_Task(extra), tokens=tokens, taps=taps, teacher=TeacherBatch(**zero_teacher))
+    assert exact["low"].item() == 0.0
 
 
 def test_proteus_patch_loss_only_at_masked_positions():
@@ -126,3 +128,13 @@ def test_proteus_patch_loss_only_at_masked_positions():
     c = module(torch.rand(4, 3, 32, 32).mul(0).add(0.5), corrupted, mask)
     assert b["patch"].item() == pytest.approx(c["patch"].item(), rel=1e-6)
     assert b["fea"].item() != pytest.approx(c["fea"].item())
+
+
+def test_teacher_batch_has_a_field_per_signal_of_the_table():
+    """Methods read teacher signals as typed fields; the fields are exactly the signal table's rows."""
+    import dataclasses
+    from gkd.features import SIGNALS
+    assert [f.name for f in dataclasses.fields(TeacherBatch)] == list(SIGNALS)
+    x = torch.randn(2, 3, requires_grad=True)
+    batch = TeacherBatch.of({"logits": x})
+    assert batch.logits.requires_grad is False and batch.tokens is None

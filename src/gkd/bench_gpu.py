@@ -143,19 +143,6 @@ def training_stage(device, module, step_fn, batches, steps: int, warmup: int) ->
     return measure(device, one, steps, warmup, len(batches[0][0]))
 
 
-def task_step(views_cfg, device):
-    """The step of ``task.fit_segmenter`` (a closure there): a view of each image and its labels → SegTask."""
-    from gkd import train
-    from gkd.data import views
-
-    def step(module, batch, _phase, epoch):
-        images, labels, idx = batch
-        view = views.choose(train.sample_rngs(0, epoch, idx), views_cfg.count)
-        x = views.render(images, idx, view, views_cfg, 0).to(device)
-        return module(x, views.render_labels(labels, view, views_cfg).to(device), {})
-    return step
-
-
 def run(out: Path, *, size: int = 512, batch: int = 16, steps: int = 5, warmup: int = 2, patch_size: int = 16,
         teacher_name: str = "dinov2_s14", allow_cpu: bool = False, say=print) -> dict:
     check_options(size, batch, steps, warmup, patch_size, teacher_name)
@@ -169,7 +156,7 @@ def run(out: Path, *, size: int = 512, batch: int = 16, steps: int = 5, warmup: 
     from gkd.models.artifacts import new_segmenter
     from gkd.models.backbone import create_backbone
     from gkd.stages.distill import stage1_step, targets_step
-    from gkd.task import CrossEntropyOnly, SegTask
+    from gkd.task import CrossEntropyOnly, SegTask, segmenter_step
 
     torch.manual_seed(0)
     n = batch * (warmup + steps)
@@ -227,7 +214,8 @@ def run(out: Path, *, size: int = 512, batch: int = 16, steps: int = 5, warmup: 
         for name, frozen, task_method in (("task_frozen", True, method), ("task_finetune", False, CrossEntropyOnly())):
             seg = new_segmenter(create_backbone(student_cfg, size, seed=0), DECODER, DECODER_DIM, NUM_CLASSES)
             stages[name] = training_stage(device, SegTask(seg, task_method, frozen_backbone=frozen),
-                                          task_step(VIEWS, device), batches, steps, warmup)
+                                          segmenter_step(VIEWS, train_seed=0, data_seed=0, device=device, teacher={}),
+                                          batches, steps, warmup)
 
         # evaluation: one 1024×512 image (Cityscapes' test scale at 512) through sliding windows
         seg = seg.to(device).eval()

@@ -1,7 +1,8 @@
 """Teacher signals: what the frozen teacher provides, which stage caches it, and how it is read.
 
 The one table of teacher outputs the methods consume (a method names what it needs in
-``teacher_inputs``; adding a signal means a row here and the method's own file):
+``teacher_inputs`` and reads them as fields of a ``TeacherBatch``; adding a signal means a row here —
+in ``SIGNALS`` and a field of ``TeacherBatch`` — and the method's own file):
 
 ==========  ==================  ===========  ==============================================================
 signal      cached by           layout       what
@@ -13,7 +14,8 @@ logits      teacher_task        K×h×w        the teacher segmenter's logits on
 ==========  ==================  ===========  ==============================================================
 
 Every signal is computed on the *rendered view* the student sees (``gkd.data.views``), never derived
-from another view. On disk (``features/<benchmark>/<teacher>/`` and ``models/<benchmark>/<teacher>/teacher_task/logits``)::
+from another view. On disk (``features/<benchmark>/<teacher>/`` and
+``models/<benchmark>/<teacher>/teacher_task/logits``)::
 
     <split-key>/index.json        images, views per image, shard size, shapes, what produced it
     <split-key>/<signal>-00000.npy   fp16 rows, image-major: row = image * views + view
@@ -36,7 +38,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -63,6 +65,23 @@ SIGNALS: dict[str, Signal] = {
     "last": Signal("teacher_features", "D×h×w", "last block output on the grid, before the final norm"),
     "logits": Signal("teacher_task", "K×h×w", "teacher segmenter logits on the grid"),
 }
+
+
+@dataclass(frozen=True)
+class TeacherBatch:
+    """The teacher's signals for one batch of views, as a method's ``task_terms`` receives them: one field
+    per row of ``SIGNALS`` (B leading), detached; the signals the method did not declare in
+    ``teacher_inputs`` are not read and stay None."""
+    tokens: Optional[torch.Tensor] = None    # B×(1+N)×D
+    shallow: Optional[torch.Tensor] = None   # B×2×N×D
+    last: Optional[torch.Tensor] = None      # B×D×h×w
+    logits: Optional[torch.Tensor] = None    # B×K×h×w
+
+    @classmethod
+    def of(cls, signals: dict[str, torch.Tensor] | None) -> "TeacherBatch":
+        return cls(**{name: value.detach() for name, value in (signals or {}).items()})
+
+
 SHALLOW_BLOCKS = (0, 1)  # "shallow": the patch tokens after blocks 1 and 2 (ViTKD)
 STAGE1_SIGNALS = ("tokens",)  # what stage 1 (GKD, Proteus) reads: final-norm CLS + patch tokens
 

@@ -12,6 +12,7 @@ from torch import nn
 from gkd import train
 from gkd.data import views
 from gkd.data.prepared import IGNORE, SegmentationSplit
+from gkd.features import TeacherBatch
 from gkd.methods.losses import weighted_sum
 
 
@@ -51,19 +52,31 @@ class SegTask(nn.Module):
             self.segmenter.backbone.eval()
         return self
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, teacher: dict | None = None):
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, teacher: dict[str, torch.Tensor] | None = None):
         backbone, taps = self.segmenter.backbone, self.method.student_taps
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             out = backbone.forward_tokens(images, taps=taps)
         tokens, levels = out[0], out[1]
         logits = self.segmenter.decoder(levels)
         terms = {"ce": cross_entropy(logits, labels)}
-        teacher = {k: v.detach() for k, v in (teacher or {}).items()}  # the teacher is a constant
+        teacher = TeacherBatch.of(teacher)  # detached: the teacher is a constant
         kd = self.method.task_terms(self, logits=logits, levels=levels, tokens=tokens,
                                     taps=out[2] if taps else [], labels=labels, teacher=teacher)
         terms.update(kd)
         terms["loss"] = terms["ce"] + weighted_sum(kd, self.method.task_weights()) if kd else terms["ce"]
         return terms
+
+
+def segmenter_step(views_cfg, *, train_seed: int, data_seed: int, device, teacher: dict):
+    """One task-training step: each sample as one of its views (chosen per run seed, epoch and sample),
+    labels mirrored with it, the teacher signals of exactly those views → the SegTask's loss."""
+    def step(module, batch, phase, epoch):
+        images, labels, idx = batch
+        view = views.choose(train.sample_rngs(train_seed, epoch, idx), views_cfg.count)
+        x = views.render(images, idx, view, views_cfg, data_seed).to(device)
+        signals = {name: cache.get(name, idx.numpy(), view.numpy()).to(device) for name, cache in teacher.items()}
+        return module(x, views.render_labels(labels, view, views_cfg).to(device), signals)
+    return step
 
 
 def fit_segmenter(cfg, acc, model, method, *, frozen: bool, data, source: str, teacher: dict, extra=None,
@@ -87,13 +100,7 @@ def fit_segmenter(cfg, acc, model, method, *, frozen: bool, data, source: str, t
         groups += train.param_groups(list(model.backbone.named_parameters()), a.backbone_lr, a.weight_decay)
     optimizer = torch.optim.AdamW(groups)
 
-    def step(module, batch, phase, epoch):
-        images, labels, idx = batch
-        view = views.choose(train.sample_rngs(seed, epoch, idx), v.count)
-        x = views.render(images, idx, view, v, cfg.seed).to(acc.device)
-        signals = {name: cache.get(name, idx.numpy(), view.numpy()).to(acc.device) for name, cache in teacher.items()}
-        return module(x, views.render_labels(labels, view, v).to(acc.device), signals)
-
+    step = segmenter_step(v, train_seed=seed, data_seed=cfg.seed, device=acc.device, teacher=teacher)
     steps = train.fit(acc=acc, module=task, optimizer=optimizer, phases=[train.Phase("train", dataset, a.epochs)],
                       batch_size=a.batch_size, step_fn=step, min_lr_ratio=a.min_lr / a.lr, seed=seed,
                       resume_dir=resume_dir, checkpoint_every=a.checkpoint_every, live=live, desc=desc)

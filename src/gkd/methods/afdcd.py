@@ -84,11 +84,11 @@ class AfDCD(Method):
 
     def task_terms(self, task, *, logits, levels, teacher, **_) -> dict:
         o = self.options
-        t_last = teacher["last"]
+        t_last = teacher.last
         generated = task.extra(levels[-1])
         return {"fd": (generated - t_last).pow(2).sum() / len(t_last),
                 "ctr": omni_contrastive(generated, t_last, o.groups, o.patch, o.tau),
-                "kd": pixel_kl(logits, teacher["logits"], 1.0)}
+                "kd": pixel_kl(logits, teacher.logits, 1.0)}
 
     def task_weights(self) -> dict[str, float]:
         o = self.options

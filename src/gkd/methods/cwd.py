@@ -35,7 +35,7 @@ class CWD(Method):
     teacher_inputs = ("logits",)
 
     def task_terms(self, task, *, logits, teacher, **_) -> dict:
-        return {"cwd": channel_kl(logits, teacher["logits"], self.options.tau)}
+        return {"cwd": channel_kl(logits, teacher.logits, self.options.tau)}
 
     def task_weights(self) -> dict[str, float]:
         return {"cwd": self.options.weight}

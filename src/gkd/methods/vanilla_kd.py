@@ -36,7 +36,7 @@ class VanillaKD(Method):
     teacher_inputs = ("logits",)
 
     def task_terms(self, task, *, logits, teacher, **_) -> dict:
-        return {"kd": pixel_kl(logits, teacher["logits"], self.options.tau)}
+        return {"kd": pixel_kl(logits, teacher.logits, self.options.tau)}
 
     def task_weights(self) -> dict[str, float]:
         return {"kd": self.options.weight}

@@ -50,7 +50,7 @@ class ViTKD(Method):
     def task_terms(self, task, *, tokens, taps, teacher, **_) -> dict:
         m, o = task.extra, self.options
         b = tokens.shape[0]
-        shallow = teacher["shallow"]  # B×2×N×D
+        shallow = teacher.shallow  # B×2×N×D
         low = sum((lin(s) - shallow[:, i]).pow(2).sum() for i, (lin, s) in enumerate(zip(m.mimic, taps))) / b
         deep = m.to_teacher(tokens[:, 1:])  # B×N×D
         n = deep.shape[1]
@@ -58,7 +58,7 @@ class ViTKD(Method):
         deep = torch.where(mask[..., None], m.mask_token.to(deep.dtype), deep)
         grid = deep.transpose(1, 2).reshape(b, -1, *m.grid)
         generated = m.generate(grid).flatten(2).transpose(1, 2)  # B×N×D
-        target = teacher["tokens"][:, 1:].detach()
+        target = teacher.tokens[:, 1:].detach()
         gen = (generated - target).pow(2)[mask].sum() / b
         return {"low": low, "gen": gen}
 
