@@ -15,6 +15,18 @@ def test_default_params_validate():
     assert cfg.seed in cfg.seeds and 1 in cfg.budget.multipliers
 
 
+def test_job_resources_are_workflow_settings_not_params():
+    """Cluster resources live in workflow/resources.yaml (typed there); a params file that still carries
+    them is one error saying where they went."""
+    from gkd.config import load_resources
+    families = load_resources(ROOT / "workflow/resources.yaml")
+    assert set(families) == {"data", "teacher", "train", "evaluate"} and families["data"].gpu == 0
+    params = tiny_params()
+    params["resources"] = {"data": {"gpu": 0, "mem_mb": 1, "runtime": 1}}
+    with pytest.raises(ConfigError, match="workflow/resources.yaml"):
+        from_dict(params)
+
+
 @pytest.mark.parametrize("key,value,needle", [
     ("student", "vit_xl", "unknown student 'vit_xl'; valid choices: deit_b, deit_s, dinov2_b, dinov2_s, tiny_vfm_s, vit_s, vit_t, vit_t6, vit_t6_random"),
     ("teacher", "dino9", "unknown teacher 'dino9'; valid choices:"),

@@ -135,8 +135,10 @@ def test_wrong_type_in_params_is_one_clear_error(ws, tmp_path):
 
 def test_slurm_profile_dry_run_resolves_with_per_rule_resources(tmp_path):
     """`snakemake --profile workflow/profiles/slurm --dry-run` resolves with the executor plugin (the
-    `slurm` extra, also in `test`); every job carries its family's gpu / mem_mb / runtime from params."""
+    `slurm` extra, also in `test`); every job carries its family's gpu / mem_mb / runtime from
+    workflow/resources.yaml (execution settings, not params)."""
     import re
+    import yaml
     from conftest import copy_repo, run, tiny_params
     params = tiny_params()
     repo = copy_repo(tmp_path, params)
@@ -149,7 +151,7 @@ def test_slurm_profile_dry_run_resolves_with_per_rule_resources(tmp_path):
         if rule:
             blocks.setdefault(rule.group(1), block)
     for rule, family in families.items():
-        want = params["resources"][family]
+        want = yaml.safe_load((repo / "workflow/resources.yaml").read_text())[family]
         resources = re.search(r"^    resources: (.*)$", blocks[rule], re.M).group(1)
         for key in ("gpu", "mem_mb", "runtime"):
             assert f"{key}={want[key]}," in resources + ",", (rule, key, resources)

@@ -203,9 +203,15 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class ResourceConfig:
+    """One stage family's Snakemake job resources (workflow/resources.yaml; not a params.yaml section)."""
     gpu: int
     mem_mb: int
     runtime: int      # minutes
+
+
+def load_resources(path: str | Path = "workflow/resources.yaml") -> dict[str, ResourceConfig]:
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return {family: build(ResourceConfig, value, f"{path}: {family}") for family, value in raw.items()}
 
 
 @dataclass(frozen=True)
@@ -262,7 +268,6 @@ class Config:
     datasets: dict = field(default_factory=dict)  # real dataset name -> its folder (else <root>/<usual folder>)
     manifest: ManifestConfig = field(default_factory=ManifestConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    resources: dict = field(default_factory=dict)  # stage family -> ResourceConfig (Snakemake only)
     raw: dict = field(repr=False, default_factory=dict)
 
     def method(self, name: str) -> MethodConfig:
@@ -474,6 +479,9 @@ def from_dict(raw: dict) -> Config:
     """The validated config. Names that live in code registries (methods and their options, decoders)
     are checked one layer up, by ``gkd.validate`` (which imports them, and torch): this module stays
     torch-free for Snakemake's parse."""
+    if "resources" in raw:
+        raise ConfigError("resources: Snakemake job resources are not experiment params any more; they live in "
+                          "workflow/resources.yaml (per stage family) and in the profiles")
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise ConfigError(f"params: missing key(s) {', '.join(missing)}")
@@ -530,7 +538,6 @@ def from_dict(raw: dict) -> Config:
         datasets=_check_type(raw.get("datasets") or {}, dict[str, str], "datasets"),
         manifest=build(ManifestConfig, raw["manifest"], "manifest") if "manifest" in raw else ManifestConfig(),
         runtime=build(RuntimeConfig, _yaml11_no(raw.get("runtime", {})), "runtime"),
-        resources={k: build(ResourceConfig, v, f"resources.{k}") for k, v in raw.get("resources", {}).items()},
         raw=raw,
     )
     return check_pretraining_data(cfg)

@@ -69,7 +69,7 @@ def params_schema() -> dict:
         "pretrain": _object(c.PretrainConfig), "student_pretrain": _object(c.StudentPretrainConfig),
         "views": _object(c.ViewsConfig), "teacher_features": _object(c.FeaturesConfig),
         "distill": _object(c.DistillConfig), "adapt": _object(c.AdaptConfig), "evaluate": _object(c.EvaluateConfig),
-        "runtime": _object(c.RuntimeConfig), "resources": presets(c.ResourceConfig),
+        "runtime": _object(c.RuntimeConfig),
         "manifest": _object(c.ManifestConfig),
     }
     # `mixed_precision: no` unquoted is false to YAML 1.1 readers (after `dvc exp run -S` rewrote the file)

@@ -35,9 +35,12 @@ THREADS = CFG.threads or workflow.cores  # torch threads per job (params.yaml: t
 SELECTORS = gkd_dag.selector_values(CFG)
 
 
+RESOURCES = gkd_config.load_resources("workflow/resources.yaml")
+
+
 def res(family):
-    """Job resources of a stage family (params.yaml: resources) for cluster profiles."""
-    r = CFG.resources.get(family)
+    """Job resources of a stage family (workflow/resources.yaml) for cluster profiles."""
+    r = RESOURCES.get(family)
     return {} if r is None else {"gpu": r.gpu, "mem_mb": r.mem_mb, "runtime": r.runtime}
 
 
