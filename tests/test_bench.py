@@ -59,3 +59,14 @@ def test_gpu_bench_bad_teacher_is_one_error_line(tmp_path):
                cwd=ROOT, check=False)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "'vit_h'" in lines[0] and "dinov2_s14, tiny" in lines[0]
+
+
+def test_times_reads_namespaced_benchmark_files(tmp_path):
+    """`gkd times` sums Snakemake's benchmark files wherever the namespace put them, per stage kind."""
+    for rel, seconds in (("synthetic/prepare.tsv", 10), ("synthetic/t/teacher_task.tsv", 30),
+                         ("synthetic/t/s/distill-gkd.tsv", 40), ("synthetic/t/s/distill-proteus.tsv", 20)):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(f"s\th:m:s\n{seconds}\t0:00:{seconds}\n")
+    out = run(["gkd", "times", "--runs", str(tmp_path)], cwd=tmp_path).stdout
+    assert "total 100 s over 4 stages" in out
+    assert any(line.split()[:4] == ["distill", "2", "60.0", "60.0"] for line in out.splitlines()), out

@@ -74,7 +74,7 @@ def cmd_times(args) -> int:
     """Wall time per stage from Snakemake's `benchmark:` files, grouped by stage kind, with shares."""
     import pandas as pd
     rows = []
-    for path in sorted(Path(args.runs).glob("*.tsv")):
+    for path in sorted(Path(args.runs).rglob("*.tsv")):  # namespaced: <benchmark>/<teacher>/<student>/<stage>.tsv
         seconds = float(pd.read_csv(path, sep="\t")["s"].iloc[-1])
         name = path.stem
         kind = name.split("-")[0] if "-" in name else name
@@ -148,7 +148,8 @@ def main(argv=None) -> int:
     sc.add_argument("--check", action="store_true", help="only check that the file is current (exit 1 if not)")
     sc.set_defaults(fn=cmd_schema)
     t = sub.add_parser("times", help="wall time per stage kind and its share, from Snakemake's benchmark files")
-    t.add_argument("--runs", default="benchmarks/runs")
+    t.add_argument("--runs", default="benchmarks/runs",
+                   help="Snakemake's benchmark files, every one below this folder (one experiment: its namespace's)")
     t.set_defaults(fn=cmd_times)
     pr = sub.add_parser("predict", help="run a trained segmenter over a folder of images")
     pr.add_argument("--model", required=True, help="segmenter folder (e.g. models/synthetic/dinov2_s14/vit_t6/gkd/stage2)")
