@@ -3,7 +3,6 @@ import importlib
 import json
 import os
 
-import yaml
 from snakemake.utils import validate
 
 from gkd import config as gkd_config
@@ -33,8 +32,6 @@ except gkd_config.ConfigError as err:
 
 THREADS = CFG.threads or workflow.cores  # torch threads per job (params.yaml: threads)
 SELECTORS = gkd_dag.selector_values(CFG)
-
-
 RESOURCES = gkd_config.load_resources("workflow/resources.yaml")
 
 
