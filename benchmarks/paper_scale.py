@@ -13,7 +13,6 @@ Not here: the prepared data (≈ the raw images' own size: `prepare` keeps the e
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 
 from gkd import io
 from gkd.config import ModelConfig, build, load
+from gkd.data.readers import get_reader
 from gkd.features import teacher_signals
 from gkd.models.backbone import create_backbone
 
@@ -64,7 +64,7 @@ def main() -> None:
     methods = len(raw["methods"]) + len(raw["f2f"]["methods"])
     for bench_name in BENCHMARKS:
         bench = raw["benchmarks"][bench_name]
-        classes = 6 if bench_name.startswith("potsdam") else 19
+        classes = len(get_reader(bench["source"].split("+")[0]).classes)
         src = source_images(bench["source"])
         crops = src * bench.get("train_crops", 1)
         heldout = sum(IMAGES[t] for t in bench["targets"])

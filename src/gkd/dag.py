@@ -358,10 +358,10 @@ def qualitative_stage(cfg) -> Stage | None:
         return None
     run = main_run(cfg)
     models = [f"{run.model(m)}/stage2" for m in shown]
+    out = qualitative_plot(cfg)
     return Stage("qualitative", "gkd.stages.qualitative", common_flags("benchmark") + [
         ("--student", "${student}"), ("--data", DATA), ("--models", " ".join(models)),
-        ("--out", qualitative_plot(cfg))], [DATA] + models, ["seed"], plots=[qualitative_plot(cfg)], family="data",
-        namespace=run.namespace)
+        ("--out", out)], [DATA] + models, ["seed"], plots=[out], family="data", namespace=run.namespace)
 
 
 def qualitative_plot(cfg) -> str:

@@ -13,8 +13,8 @@ from gkd.errors import GKDError
 # any overlay given with `--configfile` (later ones overlay earlier ones, as Snakemake merges them), so
 # only the selectors may differ between Snakemake's config and the files; anything else would silently
 # be ignored by the stages.
-PARAMS_FILES = " ".join(["params.yaml"] + [os.path.relpath(f) for f in workflow.overwrite_configfiles])
-_on_disk = gkd_config.read_params(PARAMS_FILES.split())
+PARAMS_FILES = ["params.yaml"] + [os.path.relpath(f) for f in workflow.overwrite_configfiles]
+_on_disk = gkd_config.read_params(PARAMS_FILES)
 _changed = sorted(k for k in set(config) | set(_on_disk)
                   if k not in gkd_config.SELECTORS and config.get(k) != _on_disk.get(k))
 if _changed:

@@ -14,7 +14,7 @@ for _stage in gkd_dag.stages(CFG, GROUPS):
         params:
             knobs=knobs(_stage.params),
             # the command goes through params: `shell:` is evaluated when the job runs, after the loop ended
-            command=gkd_dag.resolve(_stage.command_with(PARAMS_FILES), SELECTORS),
+            command=gkd_dag.resolve(_stage.command_with(" ".join(PARAMS_FILES)), SELECTORS),
         resources:
             **res(_stage.family),
         log:
