@@ -36,6 +36,12 @@ def test_gpu_bench_runs_every_stage_kind_on_cpu(tmp_path):
     for name, stage in figures["stages"].items():
         assert stage["images_per_s"] > 0, name
         assert stage["peak_memory_mib"] is None, name  # no GPU memory to report on the CPU
+        assert stage["gflop_per_image"] > 0, name
+    flops = {name: stage["gflop_per_image"] for name, stage in figures["stages"].items()}
+    # training a module costs its forward and backward: more than the frozen decoder-only task step;
+    # the online stage-1 step also runs the teacher, so it costs more than the cached one
+    assert flops["task_finetune"] > flops["task_frozen"]
+    assert flops["stage1_online"] > flops["stage1_cached"]
     assert figures["device"] == "cpu" and figures["dtype"] == "fp32" and figures["batch_size"] == 2
     assert figures["teacher"]["name"] == teacher and figures["torch"]
     assert figures["stages"]["evaluate_slide"]["image_hw"] == [64, 128]

@@ -14,7 +14,9 @@ Stage kinds, each through the pipeline's own code:
 * ``evaluate_slide`` — ``Segmenter.predict`` on one 1024×512 image: sliding 512-px windows, stride 341.
 
 Each figure is timed after warm-up steps with the device synchronised before and after; peak memory is
-reset per stage (``torch.cuda.max_memory_allocated``, null on CPU). One process, one GPU: with several
+reset per stage (``torch.cuda.max_memory_allocated``, null on CPU). One more step is run under torch's FLOP
+counter (``gflop_per_image``; the same count on any device), so images/s × GFLOP/image is the stage's
+achieved throughput, and ``benchmarks/paper_scale.py`` turns either into GPU-hours at paper scale. One process, one GPU: with several
 GPUs visible the training stages would use them through DDP under ``accelerate launch``, whose command is
 printed, not run.
 """
@@ -103,7 +105,20 @@ def measure(device: torch.device, run_step, steps: int, warmup: int, images_per_
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
     return {"images_per_s": steps * images_per_step / seconds, "step_s": seconds / steps,
             "peak_memory_mib": peak, "images_per_step": images_per_step, "timed_steps": steps,
-            "warmup_steps": warmup}
+            "warmup_steps": warmup, "gflop_per_image": count_flops(run_step, warmup + steps) / images_per_step / 1e9}
+
+
+def count_flops(run_step, index: int) -> int:
+    """FLOPs of one more step (forward and backward, matmuls, convolutions and attention), counted by torch.
+
+    Counted after the timing, so the count never slows the timed steps. Attention runs on the math kernel
+    while counting: torch's counter has no formula for the fused CPU kernel (it would count 0), and the math
+    kernel does the same products as the fused ones."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        run_step(index)
+    return counter.get_total_flops()
 
 
 def build_teacher(name: str, size: int, patch_size: int):
@@ -159,7 +174,8 @@ def run(out: Path, *, size: int = 512, batch: int = 16, steps: int = 5, warmup: 
     from gkd.task import CrossEntropyOnly, SegTask, segmenter_step
 
     torch.manual_seed(0)
-    n = batch * (warmup + steps)
+    batches_needed = warmup + steps + 1   # the last one for the FLOP count (measure)
+    n = batch * batches_needed
     student_cfg = dataclasses.replace(STUDENT, patch_size=patch_size)
     stages: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,7 +192,7 @@ def run(out: Path, *, size: int = 512, batch: int = 16, steps: int = 5, warmup: 
         signals = features.teacher_signals(teacher, features.STAGE1_SIGNALS)
         cache_dir = tmp / "cache"
         images_per_chunk = batch * VIEWS.count
-        chunks = [torch.utils.data.Subset(dataset, range(i * batch, (i + 1) * batch)) for i in range(warmup + steps)]
+        chunks = [torch.utils.data.Subset(dataset, range(i * batch, (i + 1) * batch)) for i in range(batches_needed)]
 
         def extract_chunk(i):
             (cache_dir / str(i)).mkdir(parents=True)
@@ -196,7 +212,7 @@ def run(out: Path, *, size: int = 512, batch: int = 16, steps: int = 5, warmup: 
         teacher.cpu()  # the stages below never run the teacher: its memory is not theirs
 
         # stage 1, cached teacher: tokens of the views written above, read from the fp16 shards
-        token_rows = np.concatenate([np.load(cache_dir / str(i) / "tokens-00000.npy") for i in range(warmup + steps)])
+        token_rows = np.concatenate([np.load(cache_dir / str(i) / "tokens-00000.npy") for i in range(batches_needed)])
         full = tmp / "cache_all"
         full.mkdir()
         features.save_shard(full, "tokens", 0, token_rows)
@@ -245,8 +261,9 @@ def run(out: Path, *, size: int = 512, batch: int = 16, steps: int = 5, warmup: 
 def summary(results: dict) -> str:
     lines = [f"{results['device']}, torch {results['torch']}, {results['dtype']}, batch {results['batch_size']}, "
              f"{results['image_size']} px, teacher {results['teacher']['name']}",
-             f"{'stage kind':<18} {'images/s':>10} {'peak MiB':>10}"]
+             f"{'stage kind':<18} {'images/s':>10} {'peak MiB':>10} {'GFLOP/image':>12} {'TFLOP/s':>9}"]
     for name, s in results["stages"].items():
         peak = "-" if s["peak_memory_mib"] is None else f"{s['peak_memory_mib']:.0f}"
-        lines.append(f"{name:<18} {s['images_per_s']:>10.2f} {peak:>10}")
+        achieved = s["gflop_per_image"] * s["images_per_s"] / 1e3
+        lines.append(f"{name:<18} {s['images_per_s']:>10.2f} {peak:>10} {s['gflop_per_image']:>12.1f} {achieved:>9.2f}")
     return "\n".join(lines)
