@@ -58,7 +58,7 @@ class ViTKD(Method):
         deep = torch.where(mask[..., None], m.mask_token.to(deep.dtype), deep)
         grid = deep.transpose(1, 2).reshape(b, -1, *m.grid)
         generated = m.generate(grid).flatten(2).transpose(1, 2)  # B×N×D
-        target = teacher.tokens[:, 1:].detach()
+        target = teacher.tokens[:, 1:]  # TeacherBatch fields are detached
         gen = (generated - target).pow(2)[mask].sum() / b
         return {"low": low, "gen": gen}
 

@@ -23,18 +23,17 @@ Deliberately torch-free and without ``gkd.stages.common`` (which imports torch):
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gkd import config as config_mod
 from gkd import io
 from gkd.errors import GKDError
+from gkd.stages import args as cli_args
 
 log = logging.getLogger("gkd.manifest")
 
@@ -138,20 +137,15 @@ def refresh(cfg: config_mod.Config, out: str | os.PathLike, workers: int = 0) ->
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--params", nargs="+", default=["params.yaml"],
-                   help="params file, or several: later ones overlay earlier ones (default: params.yaml)")
-    p.add_argument("--benchmark", default=None, help="benchmark preset (overrides params.yaml's `benchmark`)")
+    p = cli_args.parser(__doc__.splitlines()[0], selectors=("benchmark",))
     p.add_argument("--out", required=True, type=Path, help="the manifest, data/manifests/<benchmark>.json")
     args = p.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("GKD_LOG", "INFO"), format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    cli_args.configure_logging()
     try:
         cfg = config_mod.load(args.params, benchmark=args.benchmark)
         written = refresh(cfg, args.out)
-    except GKDError as err:  # one line, as every stage (gkd.stages.common.fail, not imported: torch)
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2)
+    except GKDError as err:
+        cli_args.fail(err)
     log.info("%s: %s", args.out, "written (new, or the raw files changed)" if written else "unchanged")
 
 
