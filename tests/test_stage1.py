@@ -163,3 +163,23 @@ def test_probe_recovers_a_linear_teacher_and_not_noise():
     teacher = student @ torch.randn(12, 20, generator=g) + 0.5
     assert probe_r2(student, teacher) > 0.99
     assert probe_r2(student, torch.randn(40, 17, 20, generator=g)) < 0.05
+
+
+def test_stage1_heads_get_their_own_learning_rate_only_when_head_lr_is_set(tiny_cfg):
+    """`distill.head_lr`: the fresh heads' lr; null keeps one lr for student and heads (the official code)."""
+    import dataclasses
+    from gkd.methods.gkd import GKD, GKDOptions
+    from gkd.models.backbone import create_backbone
+    from gkd.stages.distill import stage1_param_groups
+    student = create_backbone(dataclasses.replace(tiny_cfg.student, weights="none"), 56, seed=0, patch_size=14,
+                              with_mask_token=True)
+    module = GKD(GKDOptions()).stage1_module(student, 64)
+    head_ids = {id(p) for n, p in module.named_parameters() if not n.startswith("student.")}
+
+    def lrs(d):
+        return {(id(p) in head_ids, g["lr"]) for g in stage1_param_groups(module, d) for p in g["params"]}
+    same = dataclasses.replace(tiny_cfg.distill, lr=3e-4, head_lr=None)
+    assert lrs(same) == {(False, 3e-4), (True, 3e-4)}
+    assert lrs(dataclasses.replace(same, head_lr=3e-3)) == {(False, 3e-4), (True, 3e-3)}
+    every = [p for g in stage1_param_groups(module, same) for p in g["params"]]
+    assert len(every) == len({id(p) for p in every}) == sum(p.requires_grad for p in module.parameters())

@@ -169,9 +169,15 @@ class DistillConfig:
     source_epochs: int
     batch_size: int
     lr: float
+    head_lr: Optional[float]   # the stage-1 heads' lr (null: ``lr``, as the official code)
     min_lr: float
     weight_decay: float
     checkpoint_every: int
+
+    def __post_init__(self):
+        if self.head_lr is not None and not self.head_lr > 0:
+            raise ConfigError(f"distill.head_lr must be a positive learning rate or null (= distill.lr), "
+                              f"got {self.head_lr!r}")
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, out: Path, liv
                 continue
             torch.manual_seed(seed + number)  # fresh heads, deterministic per run and phase
             module = method.stage1_module(student, teacher_dim)
-            optimizer = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), d.lr, d.weight_decay))
+            optimizer = torch.optim.AdamW(stage1_param_groups(module, d))
             step = targets_step(sources[key], seed, method.mask_ratio, student.num_patches, acc.device)
             steps = train.fit(acc=acc, module=module, optimizer=optimizer,
                               phases=[train.Phase(key, splits[key], epochs)], batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=seed,
@@ -191,6 +191,16 @@ def stage1_step(cache: features.TeacherCache, views_cfg, data_seed: int, run_see
                 num_patches: int, device):
     """The cache-mode step function, from the cache and the views it holds."""
     return targets_step(features.CachedTeacher(cache, views_cfg, data_seed), run_seed, mask_ratio, num_patches, device)
+
+
+def stage1_param_groups(module, d) -> list[dict]:
+    """AdamW groups of a stage-1 module: the student at ``lr``, the fresh heads at ``head_lr`` (or ``lr``).
+    The min-lr ratio of the schedule applies to both."""
+    named = list(module.named_parameters())
+    student = [(n, p) for n, p in named if n.startswith("student.")]
+    heads = [(n, p) for n, p in named if not n.startswith("student.")]
+    return (train.param_groups(student, d.lr, d.weight_decay)
+            + train.param_groups(heads, d.lr if d.head_lr is None else d.head_lr, d.weight_decay))
 
 
 def online_heldout(acc, teacher: features.OnlineTeacher, heldout: dict, directory: Path, cfg) -> dict:
