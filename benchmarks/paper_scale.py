@@ -163,7 +163,7 @@ def eval_windows(target: str) -> int:
 
 
 def compute_rows(cfg, bench_name: str, flops: dict, flops_1a: dict, speed: dict | None) -> list[dict]:
-    """Images, PFLOPs and GPU-hours of every stage of one benchmark's F2L and F2F tables (one seed), with
+    """Images, GFLOP per image and GPU-hours of every stage of one benchmark's F2L and F2F tables (one seed), with
     params.yaml's epochs and with the paper's schedule (method.md: 1a 100 epochs of ImageNet at 224 px,
     1b 300 epochs of the source at 512, task training 40k iterations at batch 4)."""
     raw = cfg.raw
