@@ -21,7 +21,6 @@ own size: `prepare` keeps the encoded files). Run: ``python benchmarks/paper_sca
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -30,12 +29,12 @@ import torch
 
 from gkd import bench_gpu, io
 from gkd.config import ModelConfig, build, load
-from gkd.data.real import EVAL_SCALES
-from gkd.methods.base import build_method
-from gkd.models.decoders import slide_stride, window_starts
 from gkd.data.readers import get_reader
+from gkd.data.real import EVAL_SCALES
 from gkd.features import teacher_signals
+from gkd.methods.base import build_method
 from gkd.models.backbone import create_backbone
+from gkd.models.decoders import slide_stride, window_starts
 
 ROOT = Path(__file__).resolve().parent.parent
 # Images of each official split the presets read (training sources: all of them; targets: their
@@ -148,7 +147,7 @@ def measured_speed(path: Path) -> dict | None:
     """images/s per stage kind from a `gkd bench --gpu` run on a GPU, if one was written."""
     if not path.exists():
         return None
-    figures = json.loads(path.read_text())
+    figures = io.read_json(path)
     if figures.get("device", "cpu") == "cpu":
         return None
     return {"source": f"{path.name}: {figures['device']}, {figures['dtype']}, batch {figures['batch_size']}",
