@@ -33,3 +33,16 @@ def test_a_stage_runs_in_the_launchers_own_interpreter():
     bad = subprocess.run(cmd + ["--params", "nope.yaml", "--out", "x"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "params file 'nope.yaml' not found" in bad.stderr
+
+
+def test_startup_benchmark_writes_its_rounds_and_the_stage_overhead(ws, tmp_path):
+    """benchmarks/startup.py times the no-work stage through gkd.launch beside the imports (no timing asserted)."""
+    out = tmp_path / "startup.json"
+    subprocess.run([sys.executable, "benchmarks/startup.py", "--rounds", "2", "--params", str(ws / "params.yaml"),
+                    "--data", str(ws / "data"), "--out", str(out)], cwd=ROOT, check=True, timeout=600,
+                   capture_output=True)
+    figures = yaml.safe_load(out.read_text())
+    assert set(figures["rounds_s"]) == {"python", "import torch", "import torchvision", "import timm", "stage"}
+    assert all(len(v) == 2 and min(v) > 0 for v in figures["rounds_s"].values())
+    assert figures["median_s"]["stage"] == round(figures["rounds_s"]["stage"][1], 2)   # the first round is dropped
+    assert "gkd.launch" in figures["command"] and "gkd.stages.student_weights" in figures["command"]
