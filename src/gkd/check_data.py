@@ -28,7 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from gkd import config, io
 from gkd.config import Config, ConfigError
+from gkd.data import real
+from gkd.data.readers import open_image
 from gkd.errors import GKDError
 
 KINDS = ("layout", "missing label", "unreadable", "bad label", "size mismatch")
@@ -64,8 +67,6 @@ class Report:
 def plan(cfg: Config) -> tuple[list[Split], list[Problem]]:
     """The splits `prepare` would read for ``cfg.benchmark`` (``real.select``: one per dataset split, so a
     two-source train split is two) and the layout / missing-label problems found while listing them."""
-    from gkd.data import real
-
     splits, problems = [], []
     for listing in (listing for part in real.select(cfg.benchmark, cfg.datasets, skip_bad=True)
                     for listing in part.listings):
@@ -80,8 +81,6 @@ def plan(cfg: Config) -> tuple[list[Split], list[Problem]]:
 
 def check_sample(reader, sample, where: str) -> list[Problem]:
     """Decode one image/label pair as prepare would; every problem it has (usually none)."""
-    from gkd.data.readers import open_image
-
     def attempt(read, path):
         try:
             return read(path), None
@@ -155,8 +154,6 @@ def format_report(report: Report, preset: str, skip_bad: bool, show: int = 20) -
 
 def main(params: str, benchmark: Optional[str], workers: int, show: int, out: Optional[str]) -> int:
     """`gkd check-data`: 0 when every file is fine (or there is nothing to check), 1 when problems were found."""
-    from gkd import config, io
-
     if workers < 0:
         raise ConfigError(f"--workers must be >= 0 (0 = every core), got {workers}")
     if show < 0:

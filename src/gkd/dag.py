@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gkd import io
 from gkd.config import label_keys, method_keys
 
 # `accelerate launch` through gkd.launch: one interpreter where the config asks for one process, Accelerate's
@@ -429,7 +430,6 @@ def cached_groups(cfg, cache: str | Path) -> dict:
             return stored["groups"]
     except (OSError, ValueError, AttributeError):
         pass  # missing or unreadable: recompute
-    from gkd import io
     result = groups_of(cfg)
     io.write_json(cache, {"key": digest, "groups": result})
     return result

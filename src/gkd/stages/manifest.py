@@ -32,6 +32,7 @@ from pathlib import Path
 
 from gkd import config as config_mod
 from gkd import io
+from gkd.data import real
 from gkd.errors import GKDError
 from gkd.stages import args as cli_args
 
@@ -48,8 +49,6 @@ def raw_files(cfg: config_mod.Config) -> tuple[dict[str, dict[str, Path]], list[
     A config that cannot select anything (unknown dataset key, mixed class sets) raises ConfigError,
     as `prepare` would; the synthetic adapter reads no file.
     """
-    from gkd.data import real
-
     files, problems = {}, []
     if cfg.benchmark.adapter != "real":
         return files, problems
