@@ -31,6 +31,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from gkd import io  # noqa: E402
+from provenance import source_commit  # noqa: E402  (benchmarks/, the script's folder)
 
 PRESET = "memprobe"
 
@@ -142,13 +143,11 @@ def main(argv=None) -> None:
             runs.append(run)
             shutil.rmtree(out)
 
-    git = lambda *cmd: subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    commit = git("rev-parse", "--short", "HEAD") + ("+uncommitted" if git("status", "--porcelain", "src") else "")
     import datasets
     io.write_json(args.out, dict(
         what="peak RSS of `python -m gkd.stages.prepare` on a generated GTA5 tree (random-noise images)",
         image_hw=[args.height, args.width], train_crops=args.crops, image_size=args.height,
-        commit=commit, src=str(args.src), python=platform.python_version(), datasets=datasets.__version__,
+        commit=source_commit(), src=str(args.src), python=platform.python_version(), datasets=datasets.__version__,
         cpu_count=os.cpu_count(), runs=runs))
     print(f"wrote {args.out}")
 

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from gkd import io  # noqa: E402
 from gkd.dag import LAUNCH  # noqa: E402
+from provenance import source_commit  # noqa: E402  (benchmarks/, the script's folder)
 
 STUDENT = "vit_t6_random"
 IMPORTS = {"python": "pass", "import torch": "import torch", "import torchvision": "import torchvision",
@@ -79,13 +80,11 @@ def main(argv=None) -> None:
     summary = dict(median_s=median,
                    stage_over_import_timm=round(statistics.median(ratio), 2),
                    stage_minus_import_timm_s=round(statistics.median(overhead), 2))
-    git = lambda *cmd: subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    commit = git("rev-parse", "--short", "HEAD") + ("+uncommitted" if git("status", "--porcelain", "src") else "")
     io.write_json(args.out, dict(
         what=f"wall time of the `student_weights` stage of `{STUDENT}` through gkd.launch, and of the imports "
              "it cannot avoid, in interleaved rounds (first round dropped)",
         command=" ".join(stage) + " <out>",
-        commit=commit, python=platform.python_version(), cpu_count=os.cpu_count(),
+        commit=source_commit(), python=platform.python_version(), cpu_count=os.cpu_count(),
         rounds_s={k: [round(x, 2) for x in v] for k, v in rows.items()}, **summary))
     print(f"medians {median}; stage / import timm {summary['stage_over_import_timm']}; "
           f"stage - import timm {summary['stage_minus_import_timm_s']} s → {args.out}")
