@@ -123,6 +123,27 @@ def cmd_convert_isprs(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """Two workspaces' (or bundles') provenance records, stage by stage; exit 1 where any output differs."""
+    from gkd import provenance
+    if args.save:
+        n = provenance.save_bundle(args.a, args.save)
+        print(f"wrote {args.save} ({n} stage records of {args.a})")
+        if args.b is None:
+            return 0
+    if args.b is None:
+        print("error: give a second workspace or bundle to compare with (or --save FILE)", file=sys.stderr)
+        return 2
+    for side in (args.a, args.b):
+        if not provenance.load_records(side):
+            print(f"error: {side} has no provenance records (logs/provenance/): run the pipeline there first",
+                  file=sys.stderr)
+            return 2
+    rows = provenance.compare(args.a, args.b)
+    print(provenance.format_comparison(rows, args.a, args.b))
+    return 0 if all(r.outputs_equal for r in rows) else 1
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="gkd", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,6 +203,13 @@ def main(argv=None) -> int:
     ci.add_argument("--stride", type=int, default=256, help="the converters' stride (default 256; it only sets how "
                                                             "many patch origins are tried)")
     ci.set_defaults(fn=cmd_convert_isprs)
+    cm = sub.add_parser("compare", help="stage by stage, two workspaces' provenance (logs/provenance/): the first "
+                                        "stage whose outputs differ while its inputs, code and params are equal")
+    cm.add_argument("a", help="a workspace (its logs/provenance/) or a bundle written with --save")
+    cm.add_argument("b", nargs="?", default=None, help="the other workspace or bundle")
+    cm.add_argument("--save", default=None, metavar="FILE",
+                    help="write a's records into one JSON file, to compare with on another machine")
+    cm.set_defaults(fn=cmd_compare)
     args = p.parse_args(argv)
     from gkd.errors import GKDError
     try:

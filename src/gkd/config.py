@@ -171,6 +171,8 @@ class DistillConfig:
     lr: float
     head_lr: Optional[float]   # the stage-1 heads' lr (null: ``lr``, as the official code)
     min_lr: float
+    warmup_steps: int          # linear warm-up steps at the start of each phase (0: none, as the official code)
+    ema: float                 # decay of an exponential moving average of the weights; the phase keeps the average (0: off)
     weight_decay: float
     checkpoint_every: int
 
@@ -178,6 +180,10 @@ class DistillConfig:
         if self.head_lr is not None and not self.head_lr > 0:
             raise ConfigError(f"distill.head_lr must be a positive learning rate or null (= distill.lr), "
                               f"got {self.head_lr!r}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"distill.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"distill.ema must be in [0, 1) (0: no weight average), got {self.ema}")
 
 
 @dataclass(frozen=True)

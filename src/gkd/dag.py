@@ -15,8 +15,6 @@ teacher inputs) is the method's own declaration in ``gkd.methods``; that registr
 """
 from __future__ import annotations
 
-import ast
-import functools
 import hashlib
 import json
 import re
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gkd import io
+from gkd.codegraph import PACKAGE, code_deps, import_closure  # noqa: F401  (import_closure: re-exported)
 from gkd.config import label_keys, method_keys
 
 # `accelerate launch` through gkd.launch: one interpreter where the config asks for one process, Accelerate's
@@ -31,7 +30,6 @@ from gkd.config import label_keys, method_keys
 LAUNCH = "python -m gkd.launch --config_file workflow/accelerate.yaml -m"
 PY = "python -m"
 PARAMS = "params.yaml"  # what DVC reads (its `params:` and templates); Snakemake adds its --configfile overlays
-PACKAGE = Path(__file__).resolve().parent
 PIPELINES = {"main": "dvc.yaml", "seeds": "pipelines/seeds/dvc.yaml", "budget": "pipelines/budget/dvc.yaml",
              "ablation": "pipelines/ablation/dvc.yaml"}
 QUALITATIVE = ("student_only", "vanilla_kd", "gkd")
@@ -433,60 +431,6 @@ def cached_groups(cfg, cache: str | Path) -> dict:
     result = groups_of(cfg)
     io.write_json(cache, {"key": digest, "groups": result})
     return result
-
-
-# ---------------------------------------------------------------------------------------------- code deps
-@functools.lru_cache(maxsize=None)
-def _module_file(name: str) -> Path | None:
-    rel = PACKAGE.parent / Path(*name.split("."))
-    if rel.with_suffix(".py").is_file():
-        return rel.with_suffix(".py")
-    if (rel / "__init__.py").is_file():
-        return rel / "__init__.py"
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def _imports(path: Path, module: str) -> frozenset[str]:
-    """The gkd modules ``path`` imports (anywhere in the file: lazy imports run too)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "gkd"}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative import
-                pkg = module.split(".")[: -node.level] if path.name != "__init__.py" else \
-                    module.split(".")[: len(module.split(".")) - node.level + 1]
-                base = ".".join(pkg + ([base] if base else []))
-            if base.split(".")[0] != "gkd":
-                continue
-            found.add(base)
-            found |= {f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}")}
-    return frozenset(found)
-
-
-@functools.lru_cache(maxsize=None)
-def import_closure(module: str) -> tuple[str, ...]:
-    """Every gkd module that importing ``module`` executes (parents' ``__init__`` included), sorted."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ first
-            mod = ".".join(parts[:i])
-            if mod in seen or _module_file(mod) is None:
-                continue
-            seen.add(mod)
-            todo += sorted(_imports(_module_file(mod), mod))
-    return tuple(sorted(seen))
-
-
-def code_deps(module: str) -> list[str]:
-    """The source files of ``module``'s import closure, as paths relative to the repository root."""
-    root = PACKAGE.parent.parent
-    return [_module_file(m).relative_to(root).as_posix() for m in import_closure(module)]
 
 
 # ---------------------------------------------------------------------------------------------- rendering

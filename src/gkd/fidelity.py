@@ -121,3 +121,46 @@ def probe_r2(student: torch.Tensor, teacher: torch.Tensor, ridge: float = 1e-2) 
         pred[held] = (torch.cat([xh, torch.ones(len(xh), 1, dtype=xh.dtype)], dim=1) @ w).reshape(pred[held].shape)
     flat = t.reshape(-1, t.shape[-1])
     return round(float(1 - (pred.reshape(-1, t.shape[-1]) - flat).pow(2).mean() / flat.var(dim=0, unbiased=False).mean()), 5)
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear centred kernel alignment of two representations of the same items (n×d1, n×d2): 1 when one is a
+    rotation and scaling of the other, near 0 when unrelated. Invariant to the widths differing, so it compares
+    a student with its own initialisation and with the teacher alike (Kornblith et al., 2019)."""
+    x = x.double() - x.double().mean(0)
+    y = y.double() - y.double().mean(0)
+    cross = (y.T @ x).pow(2).sum()
+    return round(float(cross / ((x.T @ x).pow(2).sum().sqrt() * (y.T @ y).pow(2).sum().sqrt())), 5)
+
+
+def patch_cka(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``linear_cka`` over every patch token of every image (N×(1+P)×D tokens, CLS left out)."""
+    return linear_cka(a[:, 1:].reshape(-1, a.shape[-1]), b[:, 1:].reshape(-1, b.shape[-1]))
+
+
+@torch.no_grad()
+def routing(module, dataset, cache, mask_ratio: float, batch_size: int, seed: int = 0, device="cpu") -> dict:
+    """How sharp the QSD heads' attention is on ``dataset``: per head, the mean entropy of a query's weights over
+    the teacher's tokens as a share of its maximum log N (0: one-hot, 1: uniform) and the mean largest weight.
+    Empty for a module without QSD heads."""
+    heads = {name: getattr(module, f"{name}_head") for name in ("fea", "patch")
+             if hasattr(getattr(module, f"{name}_head", None), "attention")}
+    if not heads:
+        return {}
+    was_training = module.training
+    module.eval()
+    sums = {name: [0.0, 0.0, 0] for name in heads}
+    for start in range(0, len(dataset), batch_size):
+        idx = torch.arange(start, min(len(dataset), start + batch_size))
+        images = torch.stack([dataset[int(i)][0] for i in idx]).to(device).float() / 255.0
+        target = cache.get("tokens", idx.numpy()).to(device).float()
+        mask = masks(idx, module.student.num_patches, mask_ratio, seed).to(device)
+        s_u, s_m = module.student_views(images, mask)
+        for name, head in heads.items():
+            w = head.attention((s_u if name == "fea" else s_m)[:, 1:], target[:, 1:]).double()
+            entropy = -(w * w.clamp_min(1e-30).log()).sum(-1) / np.log(w.shape[-1])
+            sums[name][0] += entropy.sum().item()
+            sums[name][1] += w.max(-1).values.sum().item()
+            sums[name][2] += entropy.numel()
+    module.train(was_training)
+    return {name: {"entropy": round(e / n, 5), "max_weight": round(m / n, 5)} for name, (e, m, n) in sums.items()}

@@ -80,6 +80,39 @@ def param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], lr: float, wei
     return [dict(g, lr=lr, base_lr=lr) for g in groups if g["params"]]
 
 
+class WeightAverage:
+    """Exponential moving average of a module's floating-point parameters and buffers, with the usual bias
+    correction at the start (decay min(d, (1 + t) / (10 + t)) at step t), so early averages are not pulled
+    towards the initialisation. ``copy_to`` puts the average into the module. Registered for checkpointing,
+    so a resumed run continues the same average."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay, self.steps = decay, 0
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.dtype.is_floating_point}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for k, v in module.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+
+    @torch.no_grad()
+    def copy_to(self, module: torch.nn.Module) -> None:
+        state = module.state_dict()
+        for k, v in self.shadow.items():
+            state[k].copy_(v)
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        for k, v in state["shadow"].items():
+            self.shadow[k].copy_(v)
+
+
 @dataclass
 class Phase:
     """``epochs`` passes over ``dataset``; ``name`` is handed to the step function (e.g. which cache)."""
@@ -104,20 +137,26 @@ def _save_state(acc, resume_dir: Path, step: int) -> None:
 def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phases: list[Phase],
         batch_size: int, step_fn: Callable, min_lr_ratio: float, seed: int, resume_dir: Path | None,
         checkpoint_every: int, live=None, desc: str = "train", metric_prefix: str = "train/",
-        warmup_steps: int = 0) -> int:
+        warmup_steps: int = 0, ema: float = 0.0) -> int:
     """Train ``module`` over ``phases``; returns the number of optimiser steps taken in total.
 
-    ``step_fn(module, batch, phase_name, epoch) -> dict`` computes the loss terms of one batch.
+    ``step_fn(module, batch, phase_name, epoch) -> dict`` computes the loss terms of one batch. ``ema`` > 0: the
+    module ends with the exponential moving average of its weights over the steps (``WeightAverage``).
     """
     # save_state/load_state cover every object this accelerator prepared: forget an earlier fit's (stage 1's
     # phase 1a before 1b), or a resumed 1b would load 1a's heads and optimiser into its own
     acc.free_memory()
+    acc._custom_objects.clear()  # free_memory keeps registered objects (an earlier phase's weight average)
     loaders = []
     for ph in phases:
         dl = DataLoader(ph.dataset, batch_size=batch_size, sampler=EpochSampler(len(ph.dataset), seed),
                         drop_last=True, num_workers=0)
         loaders.append(dl)
     module, optimizer, *loaders = acc.prepare(module, optimizer, *loaders)
+    average = None
+    if ema > 0:
+        average = WeightAverage(acc.unwrap_model(module), ema)
+        acc.register_for_checkpointing(average)
     plan = [(ph, dl, e) for ph, dl in zip(phases, loaders) for e in range(ph.epochs)]
     total = sum(len(dl) for _, dl, _ in plan)
     if total == 0:
@@ -146,6 +185,8 @@ def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phase
             optimizer.zero_grad(set_to_none=True)
             acc.backward(terms["loss"])
             optimizer.step()
+            if average is not None:
+                average.update(acc.unwrap_model(module))
             step += 1
             bar.update(1)
             if step % 10 == 0 or step in (1, total):
@@ -161,6 +202,8 @@ def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phase
                 _save_state(acc, resume_dir, step)
         done += len(loader)
     bar.close()
+    if average is not None:
+        average.copy_to(acc.unwrap_model(module))
     return total
 
 

@@ -32,6 +32,7 @@ from gkd.methods.losses import mse, weighted_sum
 @dataclass(frozen=True)
 class GKDOptions:
     qsd: bool = True            # False: plain LayerNorm+Linear heads (ablation)
+    qsd_temperature: float = 1.0  # divides the QSD attention logits (1: the paper, no scaling)
     mask: bool = True           # False: the "masked" view is the unmasked one (ablation)
     mask_ratio: float = 0.5
     lambda_token: float = 1.0
@@ -43,6 +44,8 @@ class GKDOptions:
         choose("stage2 mode (method_configs.*.stage2)", self.stage2, ("frozen", "finetune"))
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ConfigError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if not self.qsd_temperature > 0:
+            raise ConfigError(f"qsd_temperature must be > 0, got {self.qsd_temperature}")
 
 
 class Stage1(nn.Module):
@@ -50,13 +53,17 @@ class Stage1(nn.Module):
 
     patch_loss_masked_only = False  # Proteus scores masked positions only; GKD all of them
 
-    def __init__(self, student: nn.Module, teacher_dim: int, qsd: bool, weights: dict[str, float]):
+    def __init__(self, student: nn.Module, teacher_dim: int, qsd: bool, weights: dict[str, float],
+                 qsd_temperature: float = 1.0):
         super().__init__()
         self.student = student
-        head = QSDHead if qsd else LinearHead
         self.token_head = LinearHead(student.embed_dim, teacher_dim)
-        self.fea_head = head(student.embed_dim, teacher_dim)
-        self.patch_head = head(student.embed_dim, teacher_dim)
+        if qsd:
+            self.fea_head = QSDHead(student.embed_dim, teacher_dim, qsd_temperature)
+            self.patch_head = QSDHead(student.embed_dim, teacher_dim, qsd_temperature)
+        else:
+            self.fea_head = LinearHead(student.embed_dim, teacher_dim)
+            self.patch_head = LinearHead(student.embed_dim, teacher_dim)
         self.weights = weights
 
     def student_views(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +109,8 @@ class GKD(Method):
         o = self.options
         if not o.mask and student.mask_token is not None:
             student.mask_token.requires_grad_(False)
-        return Stage1(student, teacher_dim, o.qsd, {"token": o.lambda_token, "fea": o.lambda_fea, "patch": o.lambda_patch})
+        return Stage1(student, teacher_dim, o.qsd, {"token": o.lambda_token, "fea": o.lambda_fea, "patch": o.lambda_patch},
+                      o.qsd_temperature)
 
     @property
     def mask_ratio(self) -> float:

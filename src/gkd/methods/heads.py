@@ -22,17 +22,20 @@ class QSDHead(nn.Module):
     Student tokens are the queries, the (raw) teacher tokens the keys, projected student tokens the
     values; the softmax runs over the teacher's token positions. One head, no 1/√d scaling, no key
     projection — as in the paper. Each output token is thus a soft mixture of the student's own
-    projected tokens, routed by where the teacher says that token's content lives.
+    projected tokens, routed by where the teacher says that token's content lives. ``temperature`` divides
+    the logits (1: the paper; √D_t: a transformer's usual scaling, a softer routing).
     """
 
-    def __init__(self, student_dim: int, teacher_dim: int):
+    def __init__(self, student_dim: int, teacher_dim: int, temperature: float = 1.0):
         super().__init__()
+        self.temperature = temperature
         self.query = nn.Sequential(nn.LayerNorm(student_dim), nn.Linear(student_dim, teacher_dim))
         self.value = nn.Sequential(nn.LayerNorm(student_dim), nn.Linear(student_dim, teacher_dim))
 
     def attention(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """B×N_s×N_t row-stochastic routing weights."""
-        return torch.softmax(self.query(student) @ teacher.transpose(1, 2), dim=-1)
+        logits = self.query(student) @ teacher.transpose(1, 2)
+        return torch.softmax(logits if self.temperature == 1.0 else logits / self.temperature, dim=-1)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         if student.shape[1] != teacher.shape[1]:

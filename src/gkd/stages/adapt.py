@@ -54,13 +54,13 @@ def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: 
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"), run=True)
     p.add_argument("--method", required=True)
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--init", required=True, type=Path,
+    p.input("--data", required=True, type=Path)
+    p.output("--out", required=True, type=Path)
+    p.input("--init", required=True, type=Path,
                    help="backbone to start from: the method's stage-1 output, or the student initialisation")
-    p.add_argument("--teacher-task", type=Path, default=None, help="teacher_task artifact (logit-KD methods)")
-    p.add_argument("--features", type=Path, default=None, help="teacher feature cache (feature-KD methods)")
-    p.add_argument("--live", type=Path, default=None)
+    p.input("--teacher-task", type=Path, default=None, help="teacher_task artifact (logit-KD methods)")
+    p.input("--features", type=Path, default=None, help="teacher feature cache (feature-KD methods)")
+    p.output("--live", type=Path, default=None)
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
     run(cfg, args.method, args.data, args.init, args.out, args.teacher_task, args.features, args.live)

@@ -63,10 +63,10 @@ def run(cfg, metrics: list[Path], stage1: list[Path], out_csv: Path, out_png: Pa
 
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"))
-    p.add_argument("--metrics", nargs="+", required=True, type=Path, help="budget-major F2L method metrics")
-    p.add_argument("--stage1", nargs="*", type=Path, default=[], help="stage-1 folders of every budget")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--plot", type=Path, default=None)
+    p.input("--metrics", nargs="+", required=True, type=Path, help="budget-major F2L method metrics")
+    p.input("--stage1", nargs="*", type=Path, default=[], help="stage-1 folders of every budget")
+    p.output("--out", required=True, type=Path)
+    p.output("--plot", type=Path, default=None)
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
     run(cfg, args.metrics, args.stage1, args.out, args.plot)

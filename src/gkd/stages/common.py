@@ -9,7 +9,7 @@ from pathlib import Path
 from gkd import config as config_mod
 from gkd import validate
 from gkd.errors import GKDError
-from gkd.stages.args import configure_logging, fail, parser  # noqa: F401  (parser: every stage's CLI)
+from gkd.stages.args import CURRENT, configure_logging, fail, parser, record_provenance  # noqa: F401  (parser: every stage's CLI)
 
 log = logging.getLogger("gkd")
 
@@ -23,14 +23,15 @@ def setup(args: argparse.Namespace, selectors: tuple[str, ...] = ()) -> config_m
     except GKDError as err:
         fail(err)
     set_threads(cfg.threads)
+    CURRENT.update(args=args, config=cfg.raw)
     return cfg
 
 
 def weights_cli(role: str, description: str, argv=None) -> tuple[argparse.Namespace, config_mod.Config]:
     """The command line of both weight stages: the ``role`` selector (teacher | student), --data, --out."""
     p = parser(description, selectors=("benchmark", role))
-    p.add_argument("--data", required=True, type=Path, help="prepared benchmark (read by weights trained here)")
-    p.add_argument("--out", required=True, type=Path, help=f"output folder models/{role}s/<{role}>")
+    p.input("--data", required=True, type=Path, help="prepared benchmark (read by weights trained here)")
+    p.output("--out", required=True, type=Path, help=f"output folder models/{role}s/<{role}>")
     args = p.parse_args(argv)
     return args, setup(args, ("benchmark", role))
 
@@ -44,8 +45,10 @@ def set_threads(threads: int) -> None:
 
 
 def run_main(fn, argv=None) -> None:
-    """Run a stage's main with a GKDError (bad input or artifact) turned into one clear message and exit 2."""
+    """Run a stage's main with a GKDError (bad input or artifact) turned into one clear message and exit 2;
+    after a success, its provenance record (main process only)."""
     try:
         fn(argv)
     except GKDError as err:
         fail(err)
+    record_provenance()

@@ -122,8 +122,10 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, out: Path, liv
         mode_info = {"teacher_mode": "online", "augment": dataclasses.asdict(cfg.teacher_features.augment)} \
             if online else {}
         report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed, **mode_info,
-                        "init_probe": probe_report(student, held, cfg.evaluate.batch_size, acc.device),
+                        "init_probe": backbone_report(student, held, cfg.evaluate.batch_size, acc.device),
                         "phases": {}}
+        init_tokens = {domain: fidelity_mod.tokens(student, ds, cfg.evaluate.batch_size, acc.device)
+                       for domain, (ds, _) in held.items()}
         total_steps = 0
         for number, (key, domain, epochs) in enumerate(plan):
             phase = "1a" if key == "generic" else "1b"
@@ -141,6 +143,7 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, out: Path, liv
             step = targets_step(sources[key], seed, method.mask_ratio, student.num_patches, acc.device)
             steps = train.fit(acc=acc, module=module, optimizer=optimizer,
                               phases=[train.Phase(key, splits[key], epochs)], batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=seed,
+                              warmup_steps=d.warmup_steps, ema=d.ema,
                               resume_dir=resume / phase, checkpoint_every=d.checkpoint_every, live=live,
                               desc=f"distill {method_name} {phase}", metric_prefix=f"train/{phase}/")
             total_steps += steps
@@ -153,7 +156,11 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, out: Path, liv
                     continue  # 1a's heads are checked where they are chosen: held-out generic and source
                 result["domains"][held_domain] = fidelity_mod.measure(
                     trained, ds, held_cache, constant, method.mask_ratio, cfg.evaluate.batch_size, device=acc.device)
-            result["probe"] = probe_report(trained.student, held, cfg.evaluate.batch_size, acc.device)
+            result["probe"] = backbone_report(trained.student, held, cfg.evaluate.batch_size, acc.device, init_tokens)
+            result["routing"] = {held_domain: fidelity_mod.routing(trained, ds, held_cache, method.mask_ratio,
+                                                                   cfg.evaluate.batch_size, device=acc.device)
+                                 for held_domain, (ds, held_cache) in held.items()
+                                 if held_domain in ("generic", meta.source)}
             log_fidelity(method_name, phase, result, live, total_steps)
             report["phases"][phase] = result
             student = trained.student
@@ -251,20 +258,34 @@ def online_constant(acc, teacher: features.OnlineTeacher, dataset, seed: int, ba
     return {"cls": sums[0].float().cpu(), "patch": sums[1].float().cpu()}
 
 
-def probe_report(student, held: dict, batch_size: int, device) -> dict[str, dict[str, float]]:
-    """Linear-probe R² from the student's patch tokens to the teacher's, per held-out domain (gkd.fidelity)."""
-    return {domain: {"probe_patch": fidelity_mod.probe_r2(fidelity_mod.tokens(student, ds, batch_size, device),
-                                                          held_cache.get("tokens", np.arange(len(ds))))}
-            for domain, (ds, held_cache) in held.items()}
+def backbone_report(student, held: dict, batch_size: int, device, init_tokens: dict | None = None
+                    ) -> dict[str, dict[str, float]]:
+    """Per held-out domain, from the backbone alone (no heads): the linear-probe R² from the student's patch tokens
+    to the teacher's, their linear CKA with the teacher's, and (after a phase) with the student's own tokens before
+    stage 1 — how far stage 1 moved the representation (``gkd.fidelity``)."""
+    out = {}
+    for domain, (ds, held_cache) in held.items():
+        mine = fidelity_mod.tokens(student, ds, batch_size, device)
+        teacher = held_cache.get("tokens", np.arange(len(ds)))
+        out[domain] = {"probe_patch": fidelity_mod.probe_r2(mine, teacher),
+                       "cka_teacher": fidelity_mod.patch_cka(mine, teacher.float())}
+        if init_tokens is not None:
+            out[domain]["cka_init"] = fidelity_mod.patch_cka(mine, init_tokens[domain])
+    return out
 
 
 def log_fidelity(method: str, phase: str, result: dict, live, step: int) -> None:
     """One line per held-out domain: each term's value and its constant-mean baseline, R², the probe's R²."""
     for domain, terms in result["domains"].items():
         probe = result.get("probe", {}).get(domain, {})
-        log.info("%s %s fidelity on held-out %s: %s; linear probe R² (patch) %.2f", method, phase, domain,
+        routing = result.get("routing", {}).get(domain, {})
+        log.info("%s %s fidelity on held-out %s: %s; linear probe R² (patch) %.2f; CKA to the initialisation %.3f, "
+                 "to the teacher %.3f%s", method, phase, domain,
                  "; ".join(f"{t} {v['mse']:.3f} (baseline {v['baseline']:.3f}, R² {v['r2']:.2f})"
-                           for t, v in terms.items()), probe.get("probe_patch", float("nan")))
+                           for t, v in terms.items()), probe.get("probe_patch", float("nan")),
+                 probe.get("cka_init", float("nan")), probe.get("cka_teacher", float("nan")),
+                 "".join(f"; QSD {h} attention entropy {r['entropy']:.2f} of its maximum, largest weight "
+                         f"{r['max_weight']:.2f}" for h, r in routing.items()))
         if live is not None:
             live.step = step
             for t, v in terms.items():
@@ -276,13 +297,13 @@ def log_fidelity(method: str, phase: str, result: dict, live, step: int) -> None
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"), run=True)
     p.add_argument("--method", required=True)
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--student-weights", required=True, type=Path, help="student initialisation (student_weights)")
-    p.add_argument("--features", type=Path, default=None, help="teacher cache (teacher_features.mode: cache)")
-    p.add_argument("--teacher-weights", type=Path, default=None,
+    p.input("--data", required=True, type=Path)
+    p.input("--student-weights", required=True, type=Path, help="student initialisation (student_weights)")
+    p.input("--features", type=Path, default=None, help="teacher cache (teacher_features.mode: cache)")
+    p.input("--teacher-weights", type=Path, default=None,
                    help="the frozen teacher, run in this process (teacher_features.mode: online)")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--live", type=Path, default=None)
+    p.output("--out", required=True, type=Path)
+    p.output("--live", type=Path, default=None)
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
     run(cfg, args.method, args.data, args.student_weights, args.out, args.live, features_dir=args.features,

@@ -104,11 +104,11 @@ def run(cfg, model_dir: Path, data: Path, out: Path, name: str, per_image_out: P
 
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark",))
-    p.add_argument("--model", required=True, type=Path)
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="metrics JSON")
+    p.input("--model", required=True, type=Path)
+    p.input("--data", required=True, type=Path)
+    p.output("--out", required=True, type=Path, help="metrics JSON")
     p.add_argument("--name", required=True, help="row name (e.g. the method)")
-    p.add_argument("--per-image", type=Path, default=None,
+    p.output("--per-image", type=Path, default=None,
                    help="npz of per-image true-positive / ground-truth / predicted pixel counts per class and domain")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark",))

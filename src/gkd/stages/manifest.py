@@ -137,7 +137,7 @@ def refresh(cfg: config_mod.Config, out: str | os.PathLike, workers: int = 0) ->
 
 def main(argv=None) -> None:
     p = cli_args.parser(__doc__.splitlines()[0], selectors=("benchmark",))
-    p.add_argument("--out", required=True, type=Path, help="the manifest, data/manifests/<benchmark>.json")
+    p.output("--out", required=True, type=Path, help="the manifest, data/manifests/<benchmark>.json")
     args = p.parse_args(argv)
     cli_args.configure_logging()
     try:
@@ -145,6 +145,8 @@ def main(argv=None) -> None:
         written = refresh(cfg, args.out)
     except GKDError as err:
         cli_args.fail(err)
+    cli_args.CURRENT.update(args=args, config=cfg.raw)
+    cli_args.record_provenance()
     log.info("%s: %s", args.out, "written (new, or the raw files changed)" if written else "unchanged")
 
 

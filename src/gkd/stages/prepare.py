@@ -90,9 +90,9 @@ def plot_samples(root: Path, path: Path, per_domain: int = 4) -> None:
 
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark",))
-    p.add_argument("--out", required=True, type=Path, help="output folder data/prepared/<benchmark>")
-    p.add_argument("--samples", type=Path, default=None, help="PNG with a few samples per domain")
-    p.add_argument("--manifest", type=Path, default=None,
+    p.output("--out", required=True, type=Path, help="output folder data/prepared/<benchmark>")
+    p.output("--samples", type=Path, default=None, help="PNG with a few samples per domain")
+    p.input("--manifest", type=Path, default=None,
                    help="the raw files' manifest (stage `manifest`): an input the front-ends rerun this stage on")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark",))

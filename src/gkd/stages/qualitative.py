@@ -37,9 +37,9 @@ def run(cfg, data: Path, models: list[Path], out: Path, index: int) -> None:
 
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "student"))
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--models", nargs="+", required=True, type=Path, help="segmenter folders, one column each")
-    p.add_argument("--out", required=True, type=Path)
+    p.input("--data", required=True, type=Path)
+    p.input("--models", nargs="+", required=True, type=Path, help="segmenter folders, one column each")
+    p.output("--out", required=True, type=Path)
     p.add_argument("--index", type=int, default=0, help="which image of each domain's split")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "student"))

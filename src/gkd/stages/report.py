@@ -52,14 +52,14 @@ def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png
 
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"))
-    p.add_argument("--metrics", nargs="+", required=True, type=Path, help="metrics JSONs, one per row, in order")
-    p.add_argument("--out", required=True, type=Path, help="CSV table")
-    p.add_argument("--plot", type=Path, default=None, help="PNG figure of the table")
-    p.add_argument("--radar", type=Path, default=None, help="PNG radar chart over the target domains")
+    p.input("--metrics", nargs="+", required=True, type=Path, help="metrics JSONs, one per row, in order")
+    p.output("--out", required=True, type=Path, help="CSV table")
+    p.output("--plot", type=Path, default=None, help="PNG figure of the table")
+    p.output("--radar", type=Path, default=None, help="PNG radar chart over the target domains")
     p.add_argument("--setting", default="f2l", choices=["f2l", "f2f", "ablation"])
-    p.add_argument("--stage1", nargs="*", type=Path, default=[], help="stage-1 folders (fidelity.json) of the methods")
-    p.add_argument("--fidelity-out", type=Path, default=None, help="CSV of the stage-1 fidelity")
-    p.add_argument("--fidelity-plot", type=Path, default=None, help="PNG of the stage-1 fidelity")
+    p.input("--stage1", nargs="*", type=Path, default=[], help="stage-1 folders (fidelity.json) of the methods")
+    p.output("--fidelity-out", type=Path, default=None, help="CSV of the stage-1 fidelity")
+    p.output("--fidelity-plot", type=Path, default=None, help="PNG of the stage-1 fidelity")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
     run(cfg, args.metrics, args.out, args.plot, args.radar, title(cfg, args.setting), args.setting, args.stage1,

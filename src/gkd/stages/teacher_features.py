@@ -74,9 +74,9 @@ def run(cfg, data: Path, teacher_dir: Path, out: Path) -> None:
 
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher"))
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--teacher-weights", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
+    p.input("--data", required=True, type=Path)
+    p.input("--teacher-weights", required=True, type=Path)
+    p.output("--out", required=True, type=Path)
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher"))
     run(cfg, args.data, args.teacher_weights, args.out)

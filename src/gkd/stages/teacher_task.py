@@ -55,10 +55,10 @@ def cache_logits(cfg, segmenter, data: Path, source: str, directory: Path, devic
 
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher"))
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--teacher-weights", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--live", type=Path, default=None, help="dvclive folder for training curves")
+    p.input("--data", required=True, type=Path)
+    p.input("--teacher-weights", required=True, type=Path)
+    p.output("--out", required=True, type=Path)
+    p.output("--live", type=Path, default=None, help="dvclive folder for training curves")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher"))
     run(cfg, args.data, args.teacher_weights, args.out, args.live)

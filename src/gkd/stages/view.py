@@ -11,21 +11,23 @@ Plain Python, no torch: a view costs a process start, not a model load.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from gkd import io
+from gkd.stages.args import CURRENT, StageParser, record_provenance
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tables", nargs="+", required=True, type=Path, help="the namespaced tables")
-    p.add_argument("--out", nargs="+", required=True, type=Path, help="their fixed paths, same order")
+    p = StageParser(description=__doc__.splitlines()[0])
+    p.input("--tables", nargs="+", required=True, type=Path, help="the namespaced tables")
+    p.output("--out", nargs="+", required=True, type=Path, help="their fixed paths, same order")
     args = p.parse_args(argv)
     if len(args.tables) != len(args.out):
         p.error(f"{len(args.tables)} tables but {len(args.out)} output paths")
     for src, dst in zip(args.tables, args.out):
         io.write_text(dst, src.read_text())
+    CURRENT.update(args=args)
+    record_provenance()
 
 
 if __name__ == "__main__":
