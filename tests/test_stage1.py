@@ -183,3 +183,45 @@ def test_stage1_heads_get_their_own_learning_rate_only_when_head_lr_is_set(tiny_
     assert lrs(dataclasses.replace(same, head_lr=3e-3)) == {(False, 3e-4), (True, 3e-3)}
     every = [p for g in stage1_param_groups(module, same) for p in g["params"]]
     assert len(every) == len({id(p) for p in every}) == sum(p.requires_grad for p in module.parameters())
+
+
+def test_weight_average_follows_the_steps_and_is_what_the_module_keeps():
+    """distill.ema: the average after steps w1, w2, ... is the bias-corrected exponential average of them."""
+    from gkd.train import WeightAverage
+    module = torch.nn.Linear(1, 1, bias=False)
+    module.weight.data.fill_(0.0)
+    avg = WeightAverage(module, decay=0.9)
+    expected = 0.0
+    for t, w in enumerate([1.0, 2.0, 3.0, 4.0], start=1):
+        module.weight.data.fill_(w)
+        avg.update(module)
+        d = min(0.9, (1 + t) / (10 + t))
+        expected = d * expected + (1 - d) * w
+    avg.copy_to(module)
+    assert abs(module.weight.item() - expected) < 1e-6 and 1.0 < expected < 4.0
+    restored = WeightAverage(module, decay=0.9)
+    restored.load_state_dict(avg.state_dict())
+    assert restored.steps == 4 and torch.equal(restored.shadow["weight"], avg.shadow["weight"])
+
+
+def test_linear_cka_is_one_for_a_rotation_and_small_for_unrelated_tokens():
+    from gkd.fidelity import linear_cka, patch_cka
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 8, generator=g)
+    rotation, _ = torch.linalg.qr(torch.randn(8, 8, generator=g))
+    assert abs(linear_cka(x, 3.0 * x @ rotation + 1.0) - 1.0) < 1e-6
+    assert linear_cka(x, torch.randn(500, 8, generator=g)) < 0.1
+    tokens = torch.randn(10, 5, 8, generator=g)  # the CLS token (index 0) is left out
+    other = tokens.clone()
+    other[:, 0] = torch.randn(10, 8, generator=g)
+    assert abs(patch_cka(tokens, other) - 1.0) < 1e-6
+
+
+def test_qsd_temperature_softens_the_routing():
+    from gkd.methods.heads import QSDHead
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 16, 12), 3.0 * torch.randn(2, 16, 24)
+    sharp, soft = QSDHead(12, 24), QSDHead(12, 24, temperature=24 ** 0.5)
+    soft.load_state_dict(sharp.state_dict())
+    assert sharp.attention(student, teacher).max(-1).values.mean() > soft.attention(student, teacher).max(-1).values.mean()
+    assert torch.allclose(soft.attention(student, teacher).sum(-1), torch.ones(2, 16))

@@ -47,3 +47,22 @@ def paired_bootstrap(per_image: dict[str, list[dict[str, np.ndarray]]], referenc
         avg[method] = np.take_along_axis(per_seed, seed_draw, axis=1).mean(axis=1)
     return {m: tuple(np.percentile(avg[m] - avg[reference], [2.5, 97.5]).round(2).tolist())
             for m in per_image if m != reference}
+
+
+def image_bootstrap(counts: dict[str, np.ndarray], domains: list[str], samples: int = 2000, seed: int = 0) -> np.ndarray:
+    """``samples`` draws of one run's Avg mIoU over ``domains``, each domain's test images resampled with
+    replacement (``counts[domain]``: n×3×K per-image counts) — the spread a table row owes to which images
+    happen to be in the finite target splits."""
+    rng = np.random.default_rng(seed)
+    mious = []
+    for d in domains:
+        n = len(counts[d])
+        draw = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)])  # B×n
+        mious.append(miou_from_counts((draw @ counts[d].reshape(n, -1)).reshape(samples, *counts[d].shape[1:])))
+    return np.mean(mious, axis=0)
+
+
+def half_width(draws: np.ndarray, level: float = 95.0) -> float:
+    """Half the width of the central ``level`` % interval of bootstrap draws."""
+    low, high = np.percentile(draws, [(100 - level) / 2, 100 - (100 - level) / 2])
+    return float((high - low) / 2)
