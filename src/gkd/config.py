@@ -81,8 +81,11 @@ class StudentPretrainConfig:
     Each sample is a square crop of a generic-stream image (side ``crop_min``..``crop_max`` px, centred on a
     pixel of a class drawn uniformly from those present), resized to the input size and labelled with
     its majority class: one label per image, as in ImageNet; no pixel labels reach the student.
+    ``images`` caps the crops to the first N generic images, so that stage 1a can draw on a longer stream
+    without changing the student's initialisation.
     """
     steps: int
+    images: int          # crops come from the first N generic-stream images (0: all of them)
     batch_size: int
     lr: float
     min_lr: float

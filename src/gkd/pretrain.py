@@ -139,6 +139,10 @@ def classify(cfg, preset: ModelConfig, name: str, data: Path, resume_dir: Path |
                                patch_size=cfg.benchmark.patch_size)
     module = CropClassifier(backbone, meta.num_classes, p.label_smoothing)
     optimizer = torch.optim.AdamW(train.param_groups(list(module.named_parameters()), p.lr, p.weight_decay))
+    if p.images < 0:
+        raise ConfigError(f"student_pretrain.images must be >= 0 (0: every generic image), got {p.images}")
+    if p.images:
+        generic = torch.utils.data.Subset(generic, range(min(p.images, len(generic))))
     dataset = _Repeat(generic, p.steps * p.batch_size)
 
     def step(module, batch, phase, epoch):
