@@ -103,8 +103,10 @@ class ViewsConfig:
     hflip: bool          # a mirrored view of every image (and of every photometric variant)
     photometric: int     # photometrically jittered variants per orientation (0: plain views only)
     jitter: float        # jitter strength of those variants: factors in [1 - jitter, 1 + jitter]
+    generic: str = "all"  # the generic stream's cached views: all of the above, or the plain image only
 
     def __post_init__(self):
+        choose("views.generic", self.generic, ("all", "plain"))
         if self.photometric < 0:
             raise ConfigError(f"views.photometric must be >= 0, got {self.photometric}")
         if self.photometric and not 0.0 < self.jitter < 1.0:
@@ -118,6 +120,13 @@ class ViewsConfig:
     def count(self) -> int:
         """V: views per image (the teacher cache holds V rows per image)."""
         return self.orientations * (1 + self.photometric)
+
+    def for_cache(self, key: str) -> "ViewsConfig":
+        """The views cached for one training split: ``generic: plain`` keeps one plain view of each generic
+        image (a long stream of distinct images needs no augmented copies); every other split all views."""
+        if key == "generic" and self.generic == "plain":
+            return dataclasses.replace(self, hflip=False, photometric=0)
+        return self
 
 
 TEACHER_MODES = ("cache", "online")
@@ -175,6 +184,7 @@ class DistillConfig:
     head_lr: Optional[float]   # the stage-1 heads' lr (null: ``lr``, as the official code)
     min_lr: float
     warmup_steps: int          # linear warm-up steps at the start of each phase (0: none, as the official code)
+    head_warmup_steps: int     # first steps of each phase in which only the fresh heads train (student lr 0)
     ema: float                 # decay of an exponential moving average of the weights; the phase keeps the average (0: off)
     weight_decay: float
     checkpoint_every: int
@@ -183,8 +193,9 @@ class DistillConfig:
         if self.head_lr is not None and not self.head_lr > 0:
             raise ConfigError(f"distill.head_lr must be a positive learning rate or null (= distill.lr), "
                               f"got {self.head_lr!r}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"distill.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.warmup_steps < 0 or self.head_warmup_steps < 0:
+            raise ConfigError(f"distill.warmup_steps and head_warmup_steps must be >= 0, got {self.warmup_steps} "
+                              f"and {self.head_warmup_steps}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"distill.ema must be in [0, 1) (0: no weight average), got {self.ema}")
 

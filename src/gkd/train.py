@@ -179,8 +179,9 @@ def fit(*, acc, module: torch.nn.Module, optimizer: torch.optim.Optimizer, phase
         skip = step - done
         batches = acc.skip_first_batches(loader, skip) if skip > 0 else loader
         for batch in batches:
-            for group in optimizer.param_groups:
-                group["lr"] = cosine(step, total, group["base_lr"], group["base_lr"] * min_lr_ratio, warmup_steps)
+            for group in optimizer.param_groups:  # a group may be held still for its first `hold_steps`
+                group["lr"] = 0.0 if step < group.get("hold_steps", 0) else \
+                    cosine(step, total, group["base_lr"], group["base_lr"] * min_lr_ratio, warmup_steps)
             terms = step_fn(module, batch, phase.name, epoch)
             optimizer.zero_grad(set_to_none=True)
             acc.backward(terms["loss"])

@@ -94,7 +94,8 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, out: Path, liv
                for domain, split in features.heldout_splits(meta)}
     caches, held = {}, {}
     if not online:  # every cache checked before any compute
-        caches = {key: features.TeacherCache(source_dir / key).check(len(splits[key]), v.count, f"{domain}/train")
+        caches = {key: features.TeacherCache(source_dir / key).check(len(splits[key]), v.for_cache(key).count,
+                                                                     f"{domain}/train")
                   for key, domain, _ in plan}
         held = {domain: (ds, features.TeacherCache(source_dir / features.heldout_key(domain))
                          .check(len(ds), 1, f"{domain}/{split}")) for domain, (ds, split) in heldout.items()}
@@ -111,7 +112,7 @@ def run(cfg, method_name: str, data: Path, student_weights: Path, out: Path, liv
             sources = {key: online_teacher for key, _, _ in plan}
             held = online_heldout(acc, online_teacher, heldout, resume / "teacher_heldout", cfg)
         else:
-            sources = {key: features.CachedTeacher(caches[key], v, cfg.seed) for key, _, _ in plan}
+            sources = {key: features.CachedTeacher(caches[key], v.for_cache(key), cfg.seed) for key, _, _ in plan}
         token_count, teacher_dim = sources[plan[0][0]].token_shape()
         if token_count != 1 + student.num_patches:
             raise ConfigError(f"token grids differ: teacher has {token_count - 1} patches, student "
@@ -206,8 +207,8 @@ def stage1_param_groups(module, d) -> list[dict]:
     named = list(module.named_parameters())
     student = [(n, p) for n, p in named if n.startswith("student.")]
     heads = [(n, p) for n, p in named if not n.startswith("student.")]
-    return (train.param_groups(student, d.lr, d.weight_decay)
-            + train.param_groups(heads, d.lr if d.head_lr is None else d.head_lr, d.weight_decay))
+    held = [dict(g, hold_steps=d.head_warmup_steps) for g in train.param_groups(student, d.lr, d.weight_decay)]
+    return held + train.param_groups(heads, d.lr if d.head_lr is None else d.head_lr, d.weight_decay)
 
 
 def online_heldout(acc, teacher: features.OnlineTeacher, heldout: dict, directory: Path, cfg) -> dict:

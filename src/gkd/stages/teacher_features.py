@@ -50,7 +50,7 @@ def run(cfg, data: Path, teacher_dir: Path, out: Path) -> None:
         dataset = SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0)
         if not every_view:
             dataset = features.CenterCrop(dataset, meta.image_size)
-        views_cfg = cfg.views if every_view else None
+        views_cfg = cfg.views.for_cache(key) if every_view else None
         (tmp / key).mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
         shapes = features.extract(features.teacher_signals(teacher, names), dataset, tmp / key, views_cfg=views_cfg,
