@@ -60,7 +60,7 @@ def fidelity_table(cfg, stage1_dirs: list[Path]) -> pd.DataFrame:
                     records.append({"Method": label, "phase": phase, "domain": domain, "term": term, **v})
                 for term, r2 in result.get("probe", {}).get(domain, {}).items():
                     records.append({"Method": label, "phase": phase, "domain": domain, "term": term, "r2": r2,
-                                    "r2_init": report["init_probe"][domain][term]})
+                                    "r2_init": report["init_probe"][domain].get(term)})
     return pd.DataFrame.from_records(records)
 
 
