@@ -107,9 +107,9 @@ def _scene_geometry(rng: np.random.Generator, size: int):
     for _ in range(int(rng.integers(0, 5))):
         things.append((rng.uniform(0.1, 1.0), CAR))
     for _ in range(int(rng.integers(0, 5))):
-        things.append((rng.uniform(0.15, 1.0), PERSON))
+        things.append((rng.uniform(0.4, 1.0), PERSON))
     for _ in range(int(rng.integers(1, 5))):
-        things.append((rng.uniform(0.1, 1.0), POLE))
+        things.append((rng.uniform(0.35, 1.0), POLE))
     lights: list[tuple[float, float, float, str]] = []  # (x, y, radius, kind) for night scenes
     for tb, kind in sorted(things):
         yb = horizon + tb * (s - horizon)
@@ -128,13 +128,13 @@ def _scene_geometry(rng: np.random.Generator, size: int):
             side = rng.choice((-1.0, 1.0))
             xc = cb + side * half * (1 + walk_frac * rng.uniform(0.2, 0.9))
             if kind == PERSON:
-                h = 0.28 * scale * rng.uniform(0.85, 1.15)
-                body = ((xs - xc) / (0.14 * h)) ** 2 + ((ys - (yb - 0.42 * h)) / (0.42 * h)) ** 2 < 1
+                h = 0.6 * scale * rng.uniform(0.85, 1.15)
+                body = ((xs - xc) / (0.2 * h)) ** 2 + ((ys - (yb - 0.42 * h)) / (0.42 * h)) ** 2 < 1
                 head = (xs - xc) ** 2 + (ys - (yb - 0.9 * h)) ** 2 < (0.11 * h) ** 2
                 mask = body | head
             else:
                 h = 0.75 * scale * rng.uniform(0.8, 1.2)
-                mask = (np.abs(xs - xc) < max(0.55, 0.012 * scale)) & (ys < yb) & (ys > yb - h)
+                mask = (np.abs(xs - xc) < max(1.5, 0.045 * scale)) & (ys < yb) & (ys > yb - h)
                 lights.append((xc, yb - h, 0.09 * scale, "lamp"))
         label[mask] = kind
         depth[mask] = 1.0 / max(tb, 0.02)
