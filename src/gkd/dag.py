@@ -47,6 +47,8 @@ FEATURES = f"features/{TEACHER_NS}"
 TEACHER_TASK = f"models/{TEACHER_NS}/teacher_task"
 TEACHER_METRICS = f"metrics/{TEACHER_NS}/teacher.json"
 TEACHER_PER_IMAGE = f"metrics/{TEACHER_NS}/per_image/teacher.npz"
+# each table row's seed spread as measured by the multi-seed runs (committed; results/README: how to update it)
+REFERENCE_SPREAD = {"f2l": "results/reference_spread.csv", "f2f": "results/reference_spread_f2f.csv"}
 
 
 def student_init(student: str) -> str:
@@ -299,6 +301,9 @@ def report_stage(cfg, run: Run, groups: dict[str, list[str]]) -> Stage:
     variants = [r for r in runs(cfg) if r.setting == run.setting and r.tag and r.seed is None and r.budget == 1]
     rows = [TEACHER_METRICS] + ([main_run(cfg).metrics("gkd")] if run.setting == "ablation" else [])
     rows += [run.metrics(m) for m in run.methods] + [v.metrics(m) for v in variants for m in v.methods]
+    per_image = [TEACHER_PER_IMAGE] + ([main_run(cfg).per_image("gkd")] if run.setting == "ablation" else [])
+    per_image += [run.per_image(m) for m in run.methods] + [v.per_image(m) for v in variants for m in v.methods]
+    spread = [REFERENCE_SPREAD[run.setting]] if run.setting in REFERENCE_SPREAD else []
     stage1 = [f"{r.model(m)}/stage1" for r in [run, *variants] for m in r.methods if m in groups["stage1"]]
     name = run.setting
     table = run.output("results", f"{name}_table.csv")
@@ -315,27 +320,36 @@ def report_stage(cfg, run: Run, groups: dict[str, list[str]]) -> Stage:
     flags += [("--out", table), ("--plot", plots[0]), ("--radar", plots[1])]
     if stage1:
         flags += [("--fidelity-out", fidelity), ("--fidelity-plot", fidelity_png)]
+    flags.append(("--per-image", " ".join(per_image)))
+    flags += [("--spread", path) for path in spread]
     labelled = (["gkd"] if run.setting == "ablation" else []) + list(run.methods) + \
         [m for v in variants for m in v.methods]
-    return Stage(run.stage("report"), "gkd.stages.report", flags, rows + stage1,
+    return Stage(run.stage("report"), "gkd.stages.report", flags, rows + stage1 + per_image + spread,
                  ["methods", "f2f", "ablation", *label_keys(cfg, labelled)], outs=outs, plots=plots, family="data",
                  launch=False, pipeline=run.pipeline, namespace=run.namespace)
 
 
-def seeds_report_stage(cfg, setting: str) -> Stage:
+def seeds_report_stage(cfg, setting: str, groups: dict[str, list[str]]) -> Stage:
     chosen = seed_runs(cfg, setting)
     methods = list(chosen[0].methods)
     metrics = [TEACHER_METRICS] + [r.metrics(m) for r in chosen for m in methods]
     per_image = [TEACHER_PER_IMAGE] + [r.per_image(m) for r in chosen for m in methods]
+    stage1 = [f"{r.model(m)}/stage1" for r in chosen for m in methods if m in groups["stage1"]]
     out = chosen[0].output("results", f"{setting}_seeds.csv")
+    spread = chosen[0].output("results", f"{setting}_spread.csv")
     plot = chosen[0].output("plots", f"{setting}_seeds.png")
-    return Stage(f"{'' if setting == 'f2l' else setting + '-'}seeds-report", "gkd.stages.seeds_report",
-                 common_flags("benchmark", "teacher") + [("--student", chosen[0].student), ("--setting", setting),
-                                                         ("--metrics", " ".join(metrics)),
-                                                         ("--per-image", " ".join(per_image)),
-                                                         ("--out", out), ("--plot", plot)],
-                 metrics + per_image, ["seeds", "methods", "f2f", *label_keys(cfg, methods)], outs=[out],
-                 plots=[plot], family="data", launch=False, pipeline="seeds", namespace=chosen[0].namespace)
+    check = [chosen[0].output("results", f"{setting}_stage1_check.csv"),
+             chosen[0].output("plots", f"{setting}_stage1_check.png")] if stage1 else []
+    flags = common_flags("benchmark", "teacher") + [("--student", chosen[0].student), ("--setting", setting),
+                                                    ("--metrics", " ".join(metrics)),
+                                                    ("--per-image", " ".join(per_image))]
+    flags += [("--stage1", " ".join(stage1))] if stage1 else []
+    flags += [("--out", out), ("--plot", plot), ("--spread-out", spread)]
+    flags += [("--check-out", check[0]), ("--check-plot", check[1])] if stage1 else []
+    return Stage(f"{'' if setting == 'f2l' else setting + '-'}seeds-report", "gkd.stages.seeds_report", flags,
+                 metrics + per_image + stage1, ["seeds", "methods", "f2f", *label_keys(cfg, methods)],
+                 outs=[out, spread] + check[:1], plots=[plot] + check[1:], family="data", launch=False,
+                 pipeline="seeds", namespace=chosen[0].namespace)
 
 
 def budget_report_stage(cfg, groups: dict[str, list[str]]) -> Stage:
@@ -383,7 +397,7 @@ def stages(cfg, groups: dict[str, dict[str, list[str]]]) -> list[Stage]:
     if q is not None:
         out.append(q)
     if len(cfg.seeds) > 1:
-        out += [seeds_report_stage(cfg, s) for s in ("f2l", "f2f") if s == "f2l" or cfg.f2f.methods]
+        out += [seeds_report_stage(cfg, s, groups[s]) for s in ("f2l", "f2f") if s == "f2l" or cfg.f2f.methods]
     if len(cfg.budget.multipliers) > 1:
         out.append(budget_report_stage(cfg, groups["f2l"]))
     if not any(FEATURES in s.deps for s in out):  # online stage 1 and no feature-KD method: no cache to build

@@ -155,6 +155,28 @@ def seeds(per_seed: dict[str, list[float]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def stage1_check(df: pd.DataFrame, checks, path: Path, title: str) -> None:
+    """Target Avg of every stage-1 run against each label-free check (one panel each), Spearman's ρ per panel."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(checks), figsize=(4.6 * len(checks), 4.2), dpi=110, squeeze=False)
+    colours = plt.get_cmap("tab10")
+    methods = list(dict.fromkeys(df["Method"]))
+    for ax, (key, label) in zip(axes[0], checks):
+        for i, method in enumerate(methods):
+            rows = df[df["Method"] == method]
+            ax.scatter(rows[key], rows["Avg"], color=colours(i), label=method, s=30)
+        valid = df[[key, "Avg"]].dropna()
+        rho = valid[key].rank().corr(valid["Avg"].rank()) if len(valid) > 2 else float("nan")  # Spearman
+        ax.set_xlabel(label, fontsize=9)
+        ax.set_title(f"Spearman ρ = {rho:.2f} over {len(valid)} runs", fontsize=9)
+    axes[0][0].set_ylabel("Avg mIoU over unseen domains (%)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    io.save_figure(path, fig)
+    plt.close(fig)
+
+
 def budget_curve(df: pd.DataFrame, path: Path, title: str) -> None:
     """Avg and source-val mIoU of every method against the budget multiplier (and stage-1 R² on sim)."""
     plt = _plt()

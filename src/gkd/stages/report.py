@@ -12,9 +12,10 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from gkd import io
+from gkd import io, stats
 from gkd.config import ConfigError
 from gkd import plots
 from gkd.stages import common
@@ -25,13 +26,15 @@ log = logging.getLogger(__name__)
 
 def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png: Path | None,
         title: str, setting: str = "f2l", stage1: list[Path] = (), fidelity_csv: Path | None = None,
-        fidelity_png: Path | None = None) -> pd.DataFrame:
+        fidelity_png: Path | None = None, per_image: list[Path] = (), spread: Path | None = None) -> pd.DataFrame:
     loaded = [json.loads(Path(p).read_text()) for p in metrics]
     expected = expected_rows(cfg, setting)
     if [m["name"] for m in loaded] != expected:
         raise ConfigError(f"report rows {[m['name'] for m in loaded]} do not match params.yaml's {expected}: "
                           f"dvc.yaml is stale after a change of the method lists; run `gkd dag`")
     df = table([(row_label(cfg, m["name"]), m) for m in loaded])
+    if per_image:
+        df = with_spread(df, loaded, per_image, spread, cfg.seed)
     io.write_text(out_csv, df.to_csv(index=False))
     log.info("\n%s", df.to_string(index=False))
     if out_png is not None:
@@ -50,6 +53,33 @@ def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png
     return df
 
 
+IMAGES_COLUMN = "Avg ± images (95 %)"
+SEEDS_COLUMN = "Avg sd over seeds"
+
+
+def with_spread(df: pd.DataFrame, loaded: list[dict], per_image: list[Path], spread: Path | None, seed: int
+                ) -> pd.DataFrame:
+    """Each row's measured spread beside its Avg: the half-width of the 95 % interval over the test images of
+    this run (a bootstrap within each target domain) and, where ``spread`` (a committed measurement of the
+    multi-seed runs, ``results/reference_spread.csv``) has the row, the standard deviation of its Avg over seeds
+    and thread counts and how many runs that rests on."""
+    if len(per_image) != len(loaded):
+        raise ConfigError(f"report: {len(loaded)} metrics files but {len(per_image)} per-image files")
+    widths = []
+    for m, path in zip(loaded, per_image):
+        with np.load(path) as z:
+            counts = {k: z[k] for k in z.files}
+        widths.append(round(stats.half_width(stats.image_bootstrap(counts, m["targets"], seed=seed)), 2))
+    out = df.copy()
+    at = list(out.columns).index("Avg") + 1
+    out.insert(at, IMAGES_COLUMN, widths)
+    if spread is not None and Path(spread).is_file():
+        ref = pd.read_csv(spread).set_index("Method")
+        out.insert(at + 1, SEEDS_COLUMN, [ref["sd"].get(m, np.nan) for m in out["Method"]])
+        out.insert(at + 2, "runs", [ref["runs"].get(m, np.nan) for m in out["Method"]])
+    return out
+
+
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"))
     p.input("--metrics", nargs="+", required=True, type=Path, help="metrics JSONs, one per row, in order")
@@ -60,10 +90,14 @@ def main(argv=None) -> None:
     p.input("--stage1", nargs="*", type=Path, default=[], help="stage-1 folders (fidelity.json) of the methods")
     p.output("--fidelity-out", type=Path, default=None, help="CSV of the stage-1 fidelity")
     p.output("--fidelity-plot", type=Path, default=None, help="PNG of the stage-1 fidelity")
+    p.input("--per-image", nargs="*", type=Path, default=[],
+            help="per-image counts of every row, same order as --metrics (the images' bootstrap spread)")
+    p.input("--spread", type=Path, default=None,
+            help="measured seed spread per row (results/reference_spread.csv, from the multi-seed runs)")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
     run(cfg, args.metrics, args.out, args.plot, args.radar, title(cfg, args.setting), args.setting, args.stage1,
-        args.fidelity_out, args.fidelity_plot)
+        args.fidelity_out, args.fidelity_plot, args.per_image, args.spread)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,18 @@
-"""Stage `seeds-report`: the multi-seed table — mean ± std over seeds per column, and each method's
-difference to GKD with a 95 % paired bootstrap interval over seeds and target images (``gkd.stats``).
+"""Stage `seeds-report`: the multi-seed table — mean ± std over seeds per column, and GKD's difference to each
+method with a 95 % paired bootstrap interval over seeds and target images (``gkd.stats``).
 
-Columns of the CSV: Method, n (seeds), for every target domain, Avg and the source val its mean and std,
-then ``ΔAvg vs GKD`` (mean over seeds of the paired difference), its interval ``CI low`` / ``CI high``
-and ``beyond noise`` (the interval excludes 0). The Teacher row is the one shared teacher (n = 1).
+Columns of the CSV: Method, n (seeds), for every target domain, Avg and the source val its mean and std (empty
+for a row of one run, the shared teacher), then ``GKD − method`` (mean over seeds of the paired difference of
+Avg: positive where GKD is better), its interval ``CI low`` / ``CI high`` and ``beyond noise`` (the interval
+excludes 0).
+
+Two more outputs. ``--spread-out``: each row's Avg mean, sd and number of runs, in the format of
+``results/reference_spread.csv``, the committed measurement the single-seed table shows beside each row.
+``--check-out`` / ``--check-plot`` (with ``--stage1``): for every stage-1 run, the label-free checks of its
+fidelity report on held-out ``generic`` — the linear CKA of the student's patch tokens with its own tokens before
+stage 1 (how far stage 1 moved it) and with the teacher's, the linear probe to the teacher — next to the run's
+target Avg, which is only reported here, never used to choose anything: does a label-free check tell the runs
+that keep their robustness from those that lose it (Spearman's rank correlation in the figure)?
 """
 from __future__ import annotations
 
@@ -29,7 +38,15 @@ def load_counts(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def run(cfg, setting: str, metrics: list[Path], per_image: list[Path], out_csv: Path, out_png: Path | None) -> pd.DataFrame:
+DIFF = "GKD − method"
+CHECKS = (("cka_init", "CKA to its initialisation (held-out generic)"),
+          ("cka_teacher", "CKA to the teacher (held-out generic)"),
+          ("probe_patch", "linear probe R² to the teacher (held-out generic)"))
+
+
+def run(cfg, setting: str, metrics: list[Path], per_image: list[Path], out_csv: Path, out_png: Path | None,
+        spread_csv: Path | None = None, stage1: list[Path] = (), check_csv: Path | None = None,
+        check_png: Path | None = None) -> pd.DataFrame:
     methods = list(cfg.methods if setting == "f2l" else cfg.f2f.methods)
     rows = ["teacher"] + methods
     expected = 1 + len(cfg.seeds) * len(methods)
@@ -59,17 +76,32 @@ def run(cfg, setting: str, metrics: list[Path], per_image: list[Path], out_csv: 
                            [("Avg", [r["avg"] for r in results])] + \
                            [(f"{source} (source val)", [r["domains"].get(source, np.nan) for r in results])]:
             rec[f"{col} mean"] = round(float(np.mean(values)), 2)
-            rec[f"{col} std"] = round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 2)
+            rec[f"{col} std"] = round(float(np.std(values, ddof=1)), 2) if len(values) > 1 else np.nan
         if name != REFERENCE:
             avg = np.array([r["avg"] for r in results])
-            diff = np.mean(np.resize(avg, len(ref_avg)) - ref_avg)
-            low, high = intervals[name]
-            rec.update({"ΔAvg vs GKD": round(float(diff), 2), "CI low": low, "CI high": high,
+            diff = np.mean(ref_avg - np.resize(avg, len(ref_avg)))
+            low, high = intervals[name]  # of method − GKD: turned around
+            rec.update({DIFF: round(float(diff), 2), "CI low": round(-high, 2), "CI high": round(-low, 2),
                         "beyond noise": bool(low > 0 or high < 0)})
         records.append(rec)
     df = pd.DataFrame.from_records(records)
     io.write_text(out_csv, df.to_csv(index=False))
     log.info("\n%s", df.to_string(index=False))
+    if spread_csv is not None:
+        commit = (json.loads(Path(metrics[1]).read_text()).get("provenance") or {}).get("commit")
+        spread = pd.DataFrame.from_records(
+            [{"Method": row_label(cfg, n), "sd": round(float(np.std([r["avg"] for r in runs[n]], ddof=1)), 2)
+              if len(runs[n]) > 1 else np.nan, "runs": len(runs[n]),
+              "mean": round(float(np.mean([r["avg"] for r in runs[n]])), 2),
+              "measured": f"seeds {' '.join(str(x) for x in cfg.seeds)}, threads {cfg.threads or 'all cores'}"
+                          + (f", commit {commit[:10]}" if commit else "")} for n in rows])
+        io.write_text(spread_csv, spread.to_csv(index=False))
+    if stage1 and check_csv is not None:
+        checks = stage1_checks(cfg, stage1, runs, methods)
+        io.write_text(check_csv, checks.to_csv(index=False))
+        if check_png is not None:
+            plots.stage1_check(checks, CHECKS, check_png, f"{title(cfg, setting)}\nlabel-free checks of every stage-1 "
+                                                          f"run against its target Avg")
     if out_png is not None:
         per_seed = {row_label(cfg, n): [r["avg"] for r in runs[n]] for n in rows}
         plots.seeds(per_seed, out_png, f"{title(cfg, setting)}\nAvg mIoU over unseen domains: "
@@ -77,16 +109,43 @@ def run(cfg, setting: str, metrics: list[Path], per_image: list[Path], out_csv: 
     return df
 
 
+def stage1_checks(cfg, stage1: list[Path], runs: dict[str, list[dict]], methods: list[str]) -> pd.DataFrame:
+    """One row per stage-1 run: method, seed, its target Avg and the label-free checks of its last phase."""
+    seen: dict[str, int] = {}
+    records = []
+    for directory in stage1:
+        report = json.loads((Path(directory) / "fidelity.json").read_text())
+        method = report["method"]
+        k = seen.get(method, 0)
+        seen[method] = k + 1
+        last = report["phases"][list(report["phases"])[-1]]
+        generic = last.get("probe", {}).get("generic", {})
+        if k >= len(cfg.seeds) or report["seed"] != cfg.seeds[k]:
+            raise ConfigError(f"seeds-report: {directory} is seed {report['seed']}, expected the stage-1 folders "
+                              f"seed-major in `seeds` order ({cfg.seeds}): stale dvc.yaml? run `gkd dag`")
+        rec = {"Method": row_label(cfg, method), "seed": report["seed"], "Avg": runs[method][k]["avg"]}
+        rec.update({key: generic.get(key, np.nan) for key, _ in CHECKS})
+        rec.update({f"{t} R² (generic)": last["domains"].get("generic", {}).get(t, {}).get("r2", np.nan)
+                    for t in ("token", "fea", "patch")})
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
 def main(argv=None) -> None:
     p = common.parser(__doc__.splitlines()[0], selectors=("benchmark", "teacher", "student"))
     p.add_argument("--setting", default="f2l", choices=["f2l", "f2f"])
     p.input("--metrics", nargs="+", required=True, type=Path, help="teacher, then seed-major method metrics")
     p.input("--per-image", nargs="+", required=True, type=Path, help="per-image counts, same order")
+    p.input("--stage1", nargs="*", type=Path, default=[], help="stage-1 folders of every seed run, seed-major")
     p.output("--out", required=True, type=Path)
     p.output("--plot", type=Path, default=None)
+    p.output("--spread-out", type=Path, default=None, help="each row's Avg mean, sd and runs (reference_spread format)")
+    p.output("--check-out", type=Path, default=None, help="CSV: label-free stage-1 checks against target Avg per run")
+    p.output("--check-plot", type=Path, default=None, help="PNG of the same")
     args = p.parse_args(argv)
     cfg = common.setup(args, ("benchmark", "teacher", "student"))
-    run(cfg, args.setting, args.metrics, args.per_image, args.out, args.plot)
+    run(cfg, args.setting, args.metrics, args.per_image, args.out, args.plot, args.spread_out, args.stage1,
+        args.check_out, args.check_plot)
 
 
 if __name__ == "__main__":
