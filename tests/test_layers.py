@@ -9,7 +9,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "src" / "gkd"
 # lowest first; a module may import its own layer and the ones below
 LAYERS = [
-    ("foundation", ["gkd.errors", "gkd.registry", "gkd.io", "gkd.config", "gkd.launch", "gkd.codegraph",
+    ("foundation", ["gkd.errors", "gkd.registry", "gkd.io", "gkd.config", "gkd.contract", "gkd.launch", "gkd.codegraph",
                     "gkd.provenance"]),
     ("data and models", ["gkd.data", "gkd.models", "gkd.metrics", "gkd.stats"]),
     ("methods and training", ["gkd.methods", "gkd.features", "gkd.train", "gkd.task", "gkd.fidelity", "gkd.pretrain",

@@ -47,7 +47,7 @@ def test_local_file_is_checked_against_sha256_and_recorded_either_way(tmp_path):
     for sha, checked in ((digest(file).upper(), True), (None, False)):   # hex case does not matter
         out = tmp_path / f"out_{checked}"
         cfg = cfg_with(tmp_path, weights=str(file), sha256=sha)
-        weights.convert(cfg, cfg.teacher, out)
+        weights.convert(cfg, cfg.teacher, out, f"teachers.{cfg.teacher_name}")
         provenance = json.loads((out / "provenance.json").read_text())
         assert provenance["sha256"] == digest(file) and provenance["sha256_checked"] is checked
         assert provenance["weights_file"] == str(file)
@@ -61,7 +61,7 @@ def test_hash_mismatch_names_both_hashes_and_where_each_came_from(tmp_path):
     file = save_model(tmp_path / "good.safetensors")
     cfg = cfg_with(tmp_path, weights=str(file), sha256="0" * 64)
     with pytest.raises(ConfigError) as err:
-        weights.convert(cfg, cfg.teacher, tmp_path / "out")
+        weights.convert(cfg, cfg.teacher, tmp_path / "out", f"teachers.{cfg.teacher_name}")
     msg = str(err.value)
     assert "\n" not in msg and str(file) in msg
     assert f"expected {'0' * 64}, found {digest(file)}" in msg
@@ -91,7 +91,7 @@ def test_wrapped_checkpoint_names_the_prefix_and_the_student_preset(tmp_path):
     cfg = cfg_with(tmp_path, role="student", weights=str(file))
     with pytest.raises(ConfigError, match=r"^students\.local: weights file .* the file's keys carry the prefix "
                                           r"'module\.': save the bare timm state dict$"):
-        weights.convert(cfg, cfg.student, tmp_path / "out")
+        weights.convert(cfg, cfg.student, tmp_path / "out", f"students.{cfg.student_name}")
 
 
 def test_dinov2_hash_mismatch_says_which_side_is_wrong(tmp_path):
@@ -115,7 +115,7 @@ def test_dinov2_wrong_configured_hash_is_blamed_not_the_file(tmp_path):
     params["teachers"]["dinov2_s14"]["sha256"] = "0" * 64
     cfg = config.from_dict(params)
     with pytest.raises(ConfigError) as err:
-        weights.convert(cfg, cfg.teacher, tmp_path / "out")
+        weights.convert(cfg, cfg.teacher, tmp_path / "out", f"teachers.{cfg.teacher_name}")
     msg = str(err.value)
     assert f"expected {'0' * 64}, found {dinov2_onnx.ONNX_SHA256}" in msg
     assert "expected = the `sha256:` of teachers.dinov2_s14 in params" in msg

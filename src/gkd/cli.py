@@ -16,7 +16,7 @@ def cmd_dag(args) -> int:
     a stage that never ran, so an opt-in pipeline exists only in the repositories that run it."""
     from gkd import config, dag, io
     cfg = config.load(args.params)
-    files = dag.dvc_files(cfg, dag.groups_of(cfg))
+    files = dag.dvc_files(cfg, dag.shapes_of(cfg))
     unknown = sorted(set(args.with_) - set(dag.PIPELINES) - {"main"})
     if unknown:
         print(f"error: unknown pipeline {', '.join(unknown)}; choose from {', '.join(p for p in dag.PIPELINES if p != 'main')}",
@@ -37,6 +37,21 @@ def cmd_dag(args) -> int:
         elif Path(path).is_file():
             Path(path).unlink()
             print(f"removed {path} (no stages with these params)")
+    return 0
+
+
+def cmd_check(args) -> int:
+    """Plan-time validation, nothing run: params (types, presets, selectors), every method entry's options, the
+    decoder, the adapters, `datasets:`, and every stage module's READS; then the stages it would plan."""
+    from gkd import config, dag
+    cfg = config.load(args.params)
+    shapes = dag.shapes_of(cfg)  # gkd.validate: every method module imported and its options built
+    planned = dag.stages(cfg, shapes)
+    for module in sorted({s.module for s in planned}):
+        dag.declared_reads(module)  # a READS that names an unknown key fails here
+    files = " ".join(args.params)
+    print(f"{files}: valid — {len(cfg.method_configs)} method entries, decoder {cfg.adapt.decoder!r}, "
+          f"{len(planned)} stages in {len({s.pipeline for s in planned})} pipelines")
     return 0
 
 
@@ -154,6 +169,10 @@ def main(argv=None) -> int:
                    help="also write these opt-in pipelines (seeds, budget, ablation); commit them once they ran")
     d.add_argument("--check", action="store_true", help="only check that the files are current (exit 1 if not)")
     d.set_defaults(fn=cmd_dag)
+    ck = sub.add_parser("check", help="validate params and every method, decoder and adapter they name, "
+                                      "without running anything (what `gkd dag` and the Snakefile check)")
+    ck.add_argument("--params", nargs="+", default=["params.yaml"], help="params file(s), later ones overlaid")
+    ck.set_defaults(fn=cmd_check)
     b = sub.add_parser("bench", help="speed figures as side-by-side ratios → results/bench.json")
     b.add_argument("--out", default=None, help="default results/bench.json (--gpu: results/gpu_bench.json)")
     b.add_argument("--size", "--image-size", dest="size", type=int, default=None,

@@ -59,7 +59,17 @@ def import_closure(module: str) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
-def code_deps(module: str) -> list[str]:
-    """The source files of ``module``'s import closure, as paths relative to the repository root."""
+def code_deps(*modules: str) -> list[str]:
+    """The source files of the import closures of ``modules`` (a stage module, and the method or adapter it
+    loads by name), as paths relative to the repository root, in module order."""
     root = PACKAGE.parent.parent
-    return [_module_file(m).relative_to(root).as_posix() for m in import_closure(module)]
+    closure = sorted({m for module in modules for m in import_closure(module)})
+    return [_module_file(m).relative_to(root).as_posix() for m in closure]
+
+
+def module_source(module: str) -> str:
+    """The source text of a gkd module (read, not imported)."""
+    path = _module_file(module)
+    if path is None:
+        raise ValueError(f"no module {module!r} in {PACKAGE}")
+    return path.read_text()

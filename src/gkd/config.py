@@ -62,6 +62,14 @@ class MethodConfig:
     options: dict = field(default_factory=dict)   # its knobs, validated by the method's Options dataclass
 
 
+def check_schedule(where: str, warmup_steps: int, ema: float) -> None:
+    """The knobs of ``gkd.train.fit`` every training section has: linear warm-up steps and the weight average."""
+    if warmup_steps < 0:
+        raise ConfigError(f"{where}.warmup_steps must be >= 0, got {warmup_steps}")
+    if not 0.0 <= ema < 1.0:
+        raise ConfigError(f"{where}.ema must be in [0, 1) (0: no weight average), got {ema}")
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """`weights: pretrain` — the stand-in VFM: per-pixel supervised training on the generic stream."""
@@ -72,6 +80,11 @@ class PretrainConfig:
     weight_decay: float
     hflip: bool
     checkpoint_every: int
+    warmup_steps: int = 0     # linear warm-up steps before the cosine decay
+    ema: float = 0.0          # decay of a weight average kept as the result (0: the last weights)
+
+    def __post_init__(self):
+        check_schedule("pretrain", self.warmup_steps, self.ema)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,10 @@ class StudentPretrainConfig:
     crop_max: int
     label_smoothing: float
     checkpoint_every: int
+    ema: float = 0.0     # decay of a weight average kept as the result (0: the last weights)
+
+    def __post_init__(self):
+        check_schedule("student_pretrain", self.warmup_steps, self.ema)
 
 
 @dataclass(frozen=True)
@@ -193,11 +210,9 @@ class DistillConfig:
         if self.head_lr is not None and not self.head_lr > 0:
             raise ConfigError(f"distill.head_lr must be a positive learning rate or null (= distill.lr), "
                               f"got {self.head_lr!r}")
-        if self.warmup_steps < 0 or self.head_warmup_steps < 0:
-            raise ConfigError(f"distill.warmup_steps and head_warmup_steps must be >= 0, got {self.warmup_steps} "
-                              f"and {self.head_warmup_steps}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ConfigError(f"distill.ema must be in [0, 1) (0: no weight average), got {self.ema}")
+        if self.head_warmup_steps < 0:
+            raise ConfigError(f"distill.head_warmup_steps must be >= 0, got {self.head_warmup_steps}")
+        check_schedule("distill", self.warmup_steps, self.ema)
 
 
 @dataclass(frozen=True)
@@ -211,6 +226,11 @@ class AdaptConfig:
     min_lr: float
     weight_decay: float
     checkpoint_every: int
+    warmup_steps: int = 0     # linear warm-up steps before the cosine decay
+    ema: float = 0.0          # decay of a weight average kept as the result (0: the last weights)
+
+    def __post_init__(self):
+        check_schedule("adapt", self.warmup_steps, self.ema)
 
 
 @dataclass(frozen=True)

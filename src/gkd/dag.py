@@ -1,29 +1,34 @@
 """The pipeline's one stage table, rendered to DVC's ``dvc.yaml`` files and to Snakemake's rules.
 
-Torch-free to import. ``stages(cfg, groups)`` lists every stage of every pipeline — name, the stage
+Torch-free to import. ``stages(cfg, shapes)`` lists every stage of every pipeline — name, the stage
 module it runs, its flags, the artifacts it reads and writes, the params keys it reads — with the
 selectors left as DVC templates (``${student}``), so ``dvc exp run -S student=vit_s`` needs no
 regeneration. ``gkd dag`` writes one ``dvc.yaml`` per pipeline (``render_dvc``); the Snakefile builds one
 rule per stage from the same list (``workflow/rules/pipeline.smk``), the selectors filled in from its
-config. A stage's code dependencies are the import closure of its module (``code_deps``), not a hand list.
+config. A stage's code dependencies are the import closure of its module (``code_deps``) and of the one method
+or dataset adapter it loads by name (``Stage.uses``), not a hand list; its params are what its module declares
+it reads (``READS``, ``gkd.contract``), with its selectors and method filled in.
 
 Pipelines (``PIPELINES``): ``main`` (``dvc.yaml``: data, teacher, F2L and F2F single-seed tables, the
 qualitative figure), and the opt-in ``seeds``, ``budget`` and ``ablation`` (``pipelines/<name>/dvc.yaml``,
 written by ``gkd dag --with <name>`` and reproduced with ``dvc repro pipelines/<name>/dvc.yaml``;
 Snakemake builds them when their targets are asked for). Which stages a method has (a label-free stage 1,
-teacher inputs) is the method's own declaration in ``gkd.methods``; that registry imports torch, so ``cached_groups`` memoises it.
+teacher inputs) is the method's own declaration in ``gkd.methods``; importing the methods imports torch, so
+``cached_shapes`` memoises their shapes.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gkd import io
-from gkd.codegraph import PACKAGE, code_deps, import_closure  # noqa: F401  (import_closure: re-exported)
-from gkd.config import label_keys, method_keys
+from gkd import contract, io
+from gkd.codegraph import PACKAGE, code_deps, import_closure, module_source  # noqa: F401  (import_closure: re-exported)
+from gkd.data.adapters import ADAPTERS
+from gkd.methods.base import method_module
 
 # `accelerate launch` through gkd.launch: one interpreter where the config asks for one process, Accelerate's
 # own launcher for anything else (several GPUs or nodes).
@@ -49,6 +54,9 @@ TEACHER_METRICS = f"metrics/{TEACHER_NS}/teacher.json"
 TEACHER_PER_IMAGE = f"metrics/{TEACHER_NS}/per_image/teacher.npz"
 # each table row's seed spread as measured by the multi-seed runs (committed; results/README: how to update it)
 REFERENCE_SPREAD = {"f2l": "results/reference_spread.csv", "f2f": "results/reference_spread_f2f.csv"}
+# the stages that cache teacher signals (gkd.features.SIGNALS[...].stage) → the flag and folder a KD method's
+# task training reads them from, in command order
+TEACHER_OUTPUTS = {"teacher_task": ("--teacher-task", TEACHER_TASK), "teacher_features": ("--features", FEATURES)}
 
 
 def student_init(student: str) -> str:
@@ -67,7 +75,8 @@ class Stage:
     module: str                          # gkd.stages.<module>
     flags: list[tuple[str, str]]         # (flag, value), in command order; values may hold ${...} templates
     deps: list[str]                      # artifacts read (code dependencies are added from the import closure)
-    params: list[str]                    # params keys read (DVC `params:`; Snakemake reruns when they change)
+    params: list[str]                    # params keys read (DVC `params:`; Snakemake reruns when they change):
+                                         # the module's READS (``reads``), never a hand list
     outs: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)      # uncached outputs shown by `dvc plots`
     metrics: list[str] = field(default_factory=list)    # uncached outputs shown by `dvc exp show`
@@ -79,6 +88,7 @@ class Stage:
     # anything, calls the module's ``refresh(cfg, *outputs)`` while parsing (workflow/rules/pipeline.smk)
     always_changed: bool = False
     namespace: str = "${benchmark}"      # of its Snakemake log and benchmark files
+    uses: list[str] = field(default_factory=list)  # modules it loads by name (its method, its dataset adapter)
 
     @property
     def command(self) -> str:
@@ -93,7 +103,7 @@ class Stage:
     def code(self) -> list[str]:
         # an always-changed stage runs (DVC) or is refreshed (Snakemake) by the current code anyway; its
         # code as an input would only make Snakemake rewrite its outputs when the code's mtime moves
-        return [] if self.always_changed else code_deps(self.module)
+        return [] if self.always_changed else code_deps(self.module, *self.uses)
 
     @property
     def outputs(self) -> list[str]:
@@ -158,10 +168,11 @@ def runs(cfg) -> list[Run]:
     """Every run of every pipeline. The multi-seed runs reuse the single-seed run for `seed`."""
     f2l = Run("f2l", "${student}", "student", tuple(cfg.methods))
     f2f = Run("f2f", "${f2f.student}", "f2f.student", tuple(cfg.f2f.methods)) if cfg.f2f.methods else None
-    out = [f2l] + ([f2f] if f2f else [])
+    single = [f2l] + ([f2f] if f2f else [])  # the settings' single-seed runs: each other seed repeats these
+    out = list(single)
     for seed in cfg.seeds:
         if seed != cfg.seed:
-            out += [Run(r.setting, r.student, r.student_key, r.methods, seed=seed, pipeline="seeds") for r in out[:2]]
+            out += [Run(r.setting, r.student, r.student_key, r.methods, seed=seed, pipeline="seeds") for r in single]
     out += [Run("f2l", "${student}", "student", tuple(cfg.methods), budget=k, pipeline="budget")
             for k in cfg.budget.multipliers if k != 1]
     if cfg.ablation.methods:
@@ -179,6 +190,39 @@ def seed_runs(cfg, setting: str) -> list[Run]:
 
 
 # ---------------------------------------------------------------------------------------------- stages
+@functools.lru_cache(maxsize=None)
+def declared_reads(module: str) -> contract.Reads | None:
+    """The stage module's ``READS``, read from its source (no import: stage modules import torch)."""
+    return contract.declared(module_source(module))
+
+
+def stage_params(cfg, module: str, *, student: str = "${student}", method: str | None = None,
+                 labelled=()) -> list[str]:
+    """The params keys of one stage: what its module's ``READS`` declares, for its student selector (a DVC
+    template), its method and the methods whose row labels it prints."""
+    reads = declared_reads(module)
+    if reads is None:  # a stage that reads no params (the views)
+        return []
+    preset = None
+    if reads.recipe:
+        name = resolve(student if reads.recipe == "student" else "${teacher}", selector_values(cfg))
+        preset = cfg.raw[f"{reads.recipe}s"][name]
+    keys = contract.params_keys(reads, cfg, student=student, method=method, labelled=tuple(labelled),
+                                recipe_preset=preset)
+    # a field params.yaml leaves at its default has no key to depend on (DVC refuses a missing param); once
+    # set there, `gkd dag` lists it (and `gkd dag --check` says dvc.yaml is stale until then)
+    return [k for k in keys if in_params(cfg.raw, resolve(k, selector_values(cfg)))]
+
+
+def in_params(raw: dict, key: str) -> bool:
+    node = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def common_flags(*selectors: str) -> list[tuple[str, str]]:
     return [("--params", PARAMS)] + [(f"--{s}", f"${{{s}}}") for s in selectors]
 
@@ -196,7 +240,7 @@ def manifest_stages(cfg) -> list[Stage]:
     if cfg.benchmark.adapter != "real":
         return []
     return [Stage("manifest", "gkd.stages.manifest", common_flags("benchmark") + [("--out", MANIFEST)], [],
-                  ["benchmarks.${benchmark}", "datasets", "manifest"], outs=[MANIFEST], family="data",
+                  stage_params(cfg, "gkd.stages.manifest"), outs=[MANIFEST], family="data",
                   launch=False, always_changed=True)]
 
 
@@ -207,50 +251,49 @@ def shared_stages(cfg) -> list[Stage]:
     return manifest + [
         Stage("prepare", "gkd.stages.prepare", common_flags("benchmark") + [("--manifest", m) for m in raw] + [
             ("--out", DATA), ("--samples", "plots/${benchmark}_samples.png")],
-            raw, ["seed", "benchmark", "benchmarks.${benchmark}", "datasets"], outs=[DATA],
-            plots=["plots/${benchmark}_samples.png"], family="data", launch=False),
+            raw, stage_params(cfg, "gkd.stages.prepare"), outs=[DATA],
+            plots=["plots/${benchmark}_samples.png"], family="data", launch=False,
+            uses=[ADAPTERS.module(cfg.benchmark.adapter)]),  # the selected benchmark's adapter, not every reader
         Stage("teacher_weights", "gkd.stages.teacher_weights", common_flags("benchmark", "teacher") + [
             ("--data", DATA), ("--out", TEACHER)],
-            [DATA], ["seed", "benchmarks.${benchmark}", "teacher", "teachers.${teacher}", "pretrain", "runtime"],
-            outs=[TEACHER], family="teacher", namespace=TEACHER_NS),
-        student_weights_stage("student_weights", "${student}", "student"),
+            [DATA], stage_params(cfg, "gkd.stages.teacher_weights"), outs=[TEACHER], family="teacher",
+            namespace=TEACHER_NS),
+        student_weights_stage(cfg, "student_weights", "${student}"),
         Stage("teacher_features", "gkd.stages.teacher_features", common_flags("benchmark", "teacher") + [
             ("--data", DATA), ("--teacher-weights", TEACHER), ("--out", FEATURES)],
-            [DATA, TEACHER], ["seed", "benchmarks.${benchmark}", "views", "teacher_features", "runtime"],
+            [DATA, TEACHER], stage_params(cfg, "gkd.stages.teacher_features"),
             outs=[FEATURES], family="teacher", namespace=TEACHER_NS),
         Stage("teacher_task", "gkd.stages.teacher_task", common_flags("benchmark", "teacher") + [
             ("--data", DATA), ("--teacher-weights", TEACHER), ("--out", TEACHER_TASK), ("--live", f"logs/{TEACHER_NS}/teacher_task")],
-            [DATA, TEACHER], ["seed", "benchmarks.${benchmark}", "views", "adapt", "teacher_features", "runtime"],
-            outs=[TEACHER_TASK], plots=[f"logs/{TEACHER_NS}/teacher_task"], family="teacher", namespace=TEACHER_NS),
+            [DATA, TEACHER], stage_params(cfg, "gkd.stages.teacher_task"), outs=[TEACHER_TASK], plots=[f"logs/{TEACHER_NS}/teacher_task"], family="teacher", namespace=TEACHER_NS),
         Stage("evaluate_teacher", "gkd.stages.evaluate", common_flags("benchmark") + [
             ("--model", TEACHER_TASK), ("--data", DATA), ("--out", TEACHER_METRICS), ("--name", "teacher"),
             ("--per-image", TEACHER_PER_IMAGE)],
-            [DATA, TEACHER_TASK], ["evaluate", "runtime"], outs=[TEACHER_PER_IMAGE],
+            [DATA, TEACHER_TASK], stage_params(cfg, "gkd.stages.evaluate"), outs=[TEACHER_PER_IMAGE],
             metrics=[TEACHER_METRICS], family="evaluate", namespace=TEACHER_NS),
     ]
 
 
-def student_weights_stage(name: str, student: str, key: str, pipeline: str = "main") -> Stage:
-    """A student's initialisation; its preset's `weights` picks the recipe (both pretraining sections listed)."""
+def student_weights_stage(cfg, name: str, student: str, pipeline: str = "main") -> Stage:
+    """A student's initialisation; its preset's `weights` picks the recipe (the one pretraining section listed)."""
     return Stage(name, "gkd.stages.student_weights", common_flags("benchmark") + [
         ("--student", student), ("--data", DATA), ("--out", student_init(student))],
-        [DATA], ["seed", "benchmarks.${benchmark}", key, f"students.{student}", "pretrain", "student_pretrain",
-                 "runtime"], outs=[student_init(student)], family="teacher", pipeline=pipeline,
-        namespace=f"${{benchmark}}/{student}")
+        [DATA], stage_params(cfg, "gkd.stages.student_weights", student=student), outs=[student_init(student)],
+        family="teacher", pipeline=pipeline, namespace=f"${{benchmark}}/{student}")
 
 
-def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
+def run_stages(cfg, run: Run, shapes: dict[str, dict]) -> list[Stage]:
     """Stage 1, stage 2 / task training and evaluation of every method of ``run``, and its report."""
     student_dir = student_init(run.student)
     pair = common_flags("benchmark", "teacher") + [("--student", run.student)]
-    knobs = ["seed", "benchmarks.${benchmark}", "views", "adapt", "runtime"]
     out: list[Stage] = []
     if (run.setting == "f2f" or run.tag) and run.seed is None:
-        out.append(student_weights_stage(run.stage("student_weights"), run.student, run.student_key, run.pipeline))
+        out.append(student_weights_stage(cfg, run.stage("student_weights"), run.student, run.pipeline))
     for method in run.methods:
         model, live = run.model(method), run.live(method)
         method_flags = pair + [("--method", method)] + run.run_flags + [("--data", DATA)]
-        if method in groups["stage1"]:
+        code = [method_module(cfg, method)]  # the one method the stage builds (its module, by name)
+        if shapes[method]["stage1"]:
             # stage 1's teacher: the cache of fixed views, or the teacher itself run in the stage (online). The
             # teacher's weights are always an input, so `dvc exp run -S benchmark=<a real preset>` can switch a
             # dvc.yaml rendered in cache mode to online; the cache only where the selected benchmark uses it
@@ -261,26 +304,29 @@ def run_stages(cfg, run: Run, groups: dict[str, list[str]]) -> list[Stage]:
                     ("--student-weights", student_dir), ("--teacher-weights", TEACHER), *cache,
                     ("--out", f"{model}/stage1"), ("--live", f"{live}/stage1")],
                 [DATA, student_dir, TEACHER, *[path for _, path in cache]],
-                ["seed", "benchmarks.${benchmark}", "views", "teacher_features", "distill", "evaluate",
-                 *method_keys(cfg, method), "runtime"], outs=[f"{model}/stage1"], plots=[f"{live}/stage1"],
-                pipeline=run.pipeline, namespace=run.namespace))
-            init, extra = f"{model}/stage1", []
-        else:  # one-stage task training from the student's initialisation (teacher outputs for the KD methods)
+                stage_params(cfg, "gkd.stages.distill", student=run.student, method=method),
+                outs=[f"{model}/stage1"], plots=[f"{live}/stage1"], pipeline=run.pipeline, namespace=run.namespace,
+                uses=code))
+            init = f"{model}/stage1"
+        else:  # one-stage task training from the student's initialisation
             init = student_dir
-            extra = [("--teacher-task", TEACHER_TASK), ("--features", FEATURES)] if method in groups["kd"] else []
+        # the teacher outputs its task training reads: the stages that cache its signals (gkd.features.SIGNALS)
+        teacher = [TEACHER_OUTPUTS[k] for k in TEACHER_OUTPUTS if k in shapes[method]["teacher"]]
         out.append(Stage(
-            run.stage("adapt", method), "gkd.stages.adapt", method_flags + [("--init", init)] + extra + [
+            run.stage("adapt", method), "gkd.stages.adapt", method_flags + [("--init", init)] + teacher + [
                 ("--out", f"{model}/stage2"), ("--live", f"{live}/stage2")],
-            [DATA, init] + ([TEACHER_TASK, FEATURES] if extra else []), knobs + method_keys(cfg, method),
-            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], pipeline=run.pipeline, namespace=run.namespace))
+            [DATA, init] + [path for _, path in teacher],
+            stage_params(cfg, "gkd.stages.adapt", student=run.student, method=method),
+            outs=[f"{model}/stage2"], plots=[f"{live}/stage2"], pipeline=run.pipeline, namespace=run.namespace,
+            uses=code))
         out.append(Stage(
             run.stage("evaluate", method), "gkd.stages.evaluate", common_flags("benchmark") + [
                 ("--model", f"{model}/stage2"), ("--data", DATA), ("--out", run.metrics(method)), ("--name", run.row(method)),
                 ("--per-image", run.per_image(method))],
-            [DATA, f"{model}/stage2"], ["evaluate", "runtime"], outs=[run.per_image(method)],
+            [DATA, f"{model}/stage2"], stage_params(cfg, "gkd.stages.evaluate"), outs=[run.per_image(method)],
             metrics=[run.metrics(method)], family="evaluate", pipeline=run.pipeline, namespace=run.namespace))
     if run.seed is None and run.budget == 1 and not run.tag:
-        out.append(report_stage(cfg, run, groups))
+        out.append(report_stage(cfg, run, shapes))
     return out
 
 
@@ -292,11 +338,19 @@ def main_run(cfg, setting: str = "f2l") -> Run:
 def view_stage(name: str, tables: list[str], namespace: str, pipeline: str) -> Stage:
     """The selected experiment's ``tables`` copied to their fixed paths in results/ (gkd.stages.view)."""
     fixed = [view(t) for t in tables]
-    return Stage(name, "gkd.stages.view", [("--tables", " ".join(tables)), ("--out", " ".join(fixed))], tables, [],
-                 outs=fixed, family="data", launch=False, pipeline=pipeline, namespace=namespace)
+    return Stage(name, "gkd.stages.view", [("--tables", " ".join(tables)), ("--out", " ".join(fixed))], tables,
+                 stage_params(None, "gkd.stages.view"), outs=fixed, family="data", launch=False, pipeline=pipeline, namespace=namespace)
 
 
-def report_stage(cfg, run: Run, groups: dict[str, list[str]]) -> Stage:
+def labelled_stage_params(cfg, module: str, methods) -> dict:
+    """params and code of a stage that prints the row labels of ``methods`` (a report, the qualitative
+    figure): their label keys and their modules (a label is its method's ``label``)."""
+    methods = list(dict.fromkeys(methods))
+    return {"params": stage_params(cfg, module, labelled=methods),
+            "uses": sorted({method_module(cfg, m) for m in methods})}
+
+
+def report_stage(cfg, run: Run, shapes: dict[str, dict]) -> Stage:
     """The setting's table and figures, and the stage-1 fidelity table of its label-free methods."""
     variants = [r for r in runs(cfg) if r.setting == run.setting and r.tag and r.seed is None and r.budget == 1]
     rows = [TEACHER_METRICS] + ([main_run(cfg).metrics("gkd")] if run.setting == "ablation" else [])
@@ -304,7 +358,7 @@ def report_stage(cfg, run: Run, groups: dict[str, list[str]]) -> Stage:
     per_image = [TEACHER_PER_IMAGE] + ([main_run(cfg).per_image("gkd")] if run.setting == "ablation" else [])
     per_image += [run.per_image(m) for m in run.methods] + [v.per_image(m) for v in variants for m in v.methods]
     spread = [REFERENCE_SPREAD[run.setting]] if run.setting in REFERENCE_SPREAD else []
-    stage1 = [f"{r.model(m)}/stage1" for r in [run, *variants] for m in r.methods if m in groups["stage1"]]
+    stage1 = [f"{r.model(m)}/stage1" for r in [run, *variants] for m in r.methods if shapes[m]["stage1"]]
     name = run.setting
     table = run.output("results", f"{name}_table.csv")
     fidelity = run.output("results", "stage1_fidelity.csv" if name == "f2l" else f"{name}_stage1_fidelity.csv")
@@ -325,16 +379,16 @@ def report_stage(cfg, run: Run, groups: dict[str, list[str]]) -> Stage:
     labelled = (["gkd"] if run.setting == "ablation" else []) + list(run.methods) + \
         [m for v in variants for m in v.methods]
     return Stage(run.stage("report"), "gkd.stages.report", flags, rows + stage1 + per_image + spread,
-                 ["methods", "f2f", "ablation", *label_keys(cfg, labelled)], outs=outs, plots=plots, family="data",
-                 launch=False, pipeline=run.pipeline, namespace=run.namespace)
+                 outs=outs, plots=plots, family="data", launch=False, pipeline=run.pipeline, namespace=run.namespace,
+                 **labelled_stage_params(cfg, "gkd.stages.report", labelled))
 
 
-def seeds_report_stage(cfg, setting: str, groups: dict[str, list[str]]) -> Stage:
+def seeds_report_stage(cfg, setting: str, shapes: dict[str, dict]) -> Stage:
     chosen = seed_runs(cfg, setting)
     methods = list(chosen[0].methods)
     metrics = [TEACHER_METRICS] + [r.metrics(m) for r in chosen for m in methods]
     per_image = [TEACHER_PER_IMAGE] + [r.per_image(m) for r in chosen for m in methods]
-    stage1 = [f"{r.model(m)}/stage1" for r in chosen for m in methods if m in groups["stage1"]]
+    stage1 = [f"{r.model(m)}/stage1" for r in chosen for m in methods if shapes[m]["stage1"]]
     out = chosen[0].output("results", f"{setting}_seeds.csv")
     spread = chosen[0].output("results", f"{setting}_spread.csv")
     plot = chosen[0].output("plots", f"{setting}_seeds.png")
@@ -347,21 +401,21 @@ def seeds_report_stage(cfg, setting: str, groups: dict[str, list[str]]) -> Stage
     flags += [("--out", out), ("--plot", plot), ("--spread-out", spread)]
     flags += [("--check-out", check[0]), ("--check-plot", check[1])] if stage1 else []
     return Stage(f"{'' if setting == 'f2l' else setting + '-'}seeds-report", "gkd.stages.seeds_report", flags,
-                 metrics + per_image + stage1, ["seeds", "methods", "f2f", *label_keys(cfg, methods)],
-                 outs=[out, spread] + check[:1], plots=[plot] + check[1:], family="data", launch=False,
-                 pipeline="seeds", namespace=chosen[0].namespace)
+                 metrics + per_image + stage1, outs=[out, spread] + check[:1], plots=[plot] + check[1:],
+                 family="data", launch=False, pipeline="seeds", namespace=chosen[0].namespace,
+                 **labelled_stage_params(cfg, "gkd.stages.seeds_report", methods))
 
 
-def budget_report_stage(cfg, groups: dict[str, list[str]]) -> Stage:
+def budget_report_stage(cfg, shapes: dict[str, dict]) -> Stage:
     chosen = sorted([r for r in runs(cfg) if r.setting == "f2l" and r.seed is None], key=lambda r: r.budget)
     metrics = [r.metrics(m) for r in chosen for m in r.methods]
-    stage1 = [f"{r.model(m)}/stage1" for r in chosen for m in r.methods if m in groups["stage1"]]
+    stage1 = [f"{r.model(m)}/stage1" for r in chosen for m in r.methods if shapes[m]["stage1"]]
     out, plot = chosen[0].output("results", "budget_table.csv"), chosen[0].output("plots", "budget_curve.png")
     return Stage("budget-report", "gkd.stages.budget_report", common_flags("benchmark", "teacher") + [
         ("--student", "${student}"), ("--metrics", " ".join(metrics)), ("--stage1", " ".join(stage1)),
         ("--out", out), ("--plot", plot)],
-        metrics + stage1, ["budget", "methods", *label_keys(cfg, chosen[0].methods)], outs=[out],
-        plots=[plot], family="data", launch=False, pipeline="budget", namespace=chosen[0].namespace)
+        metrics + stage1, outs=[out], plots=[plot], family="data", launch=False, pipeline="budget",
+        namespace=chosen[0].namespace, **labelled_stage_params(cfg, "gkd.stages.budget_report", chosen[0].methods))
 
 
 def qualitative_stage(cfg) -> Stage | None:
@@ -374,7 +428,8 @@ def qualitative_stage(cfg) -> Stage | None:
     out = qualitative_plot(cfg)
     return Stage("qualitative", "gkd.stages.qualitative", common_flags("benchmark") + [
         ("--student", "${student}"), ("--data", DATA), ("--models", " ".join(models)),
-        ("--out", out)], [DATA] + models, ["seed"], plots=[out], family="data", namespace=run.namespace)
+        ("--out", out)], [DATA] + models, plots=[out], family="data", namespace=run.namespace,
+        **labelled_stage_params(cfg, "gkd.stages.qualitative", shown))
 
 
 def qualitative_plot(cfg) -> str:
@@ -388,48 +443,57 @@ def default_targets(cfg) -> list[str]:
     return out + ([qualitative_plot(cfg)] if qualitative_stage(cfg) else [])
 
 
-def stages(cfg, groups: dict[str, dict[str, list[str]]]) -> list[Stage]:
-    """Every stage of every pipeline; ``groups``: per setting, its methods by dependency shape."""
+def stages(cfg, shapes: dict[str, dict]) -> list[Stage]:
+    """Every stage of every pipeline; ``shapes``: each method's dependency shape (``method_shapes``)."""
     out = shared_stages(cfg)
     for run in runs(cfg):
-        out += run_stages(cfg, run, groups[run.setting])
+        out += run_stages(cfg, run, shapes)
     q = qualitative_stage(cfg)
     if q is not None:
         out.append(q)
     if len(cfg.seeds) > 1:
-        out += [seeds_report_stage(cfg, s, groups[s]) for s in ("f2l", "f2f") if s == "f2l" or cfg.f2f.methods]
+        out += [seeds_report_stage(cfg, s, shapes) for s in ("f2l", "f2f") if s == "f2l" or cfg.f2f.methods]
     if len(cfg.budget.multipliers) > 1:
-        out.append(budget_report_stage(cfg, groups["f2l"]))
+        out.append(budget_report_stage(cfg, shapes))
     if not any(FEATURES in s.deps for s in out):  # online stage 1 and no feature-KD method: no cache to build
         out = [s for s in out if s.name != "teacher_features"]
     reports = [s for s in out if s.module in REPORTS]
     return out + [view_stage(r.name.replace("report", "view"), r.outs, r.namespace, r.pipeline) for r in reports]
 
 
-# ---------------------------------------------------------------------------------------------- method groups
-def method_groups(cfg, methods) -> dict[str, list[str]]:
-    """Methods by dependency shape: own stage 1, reading teacher outputs, or neither (imports torch)."""
+# ---------------------------------------------------------------------------------------------- method shapes
+def method_shapes(cfg, methods) -> dict[str, dict]:
+    """Each method's dependency shape: whether it has a stage 1, and the stages whose cached teacher signals its
+    task training reads (``gkd.features.SIGNALS``: logits → teacher_task; tokens, shallow, last →
+    teacher_features). Imports the methods, and torch."""
+    from gkd.features import SIGNALS
     from gkd.methods import method_options
-    groups: dict[str, list[str]] = {"stage1": [], "plain": [], "kd": []}
+    out = {}
     for name in methods:
         cls, _ = method_options(cfg, name)
-        groups["stage1" if cls.stage1 else ("kd" if cls.teacher_inputs else "plain")].append(name)
-    return groups
+        out[name] = {"stage1": bool(cls.stage1), "teacher": sorted({SIGNALS[s].stage for s in cls.teacher_inputs})}
+    return out
 
 
-def groups_of(cfg) -> dict[str, dict[str, list[str]]]:
+def all_methods(cfg) -> list[str]:
+    """Every method some pipeline of ``cfg`` runs (the ablation's random-init row is GKD)."""
+    names = [*cfg.methods, *cfg.f2f.methods, *cfg.ablation.methods] + (["gkd"] if cfg.ablation.random_student else [])
+    return list(dict.fromkeys(names))
+
+
+def shapes_of(cfg) -> dict[str, dict]:
+    """Plan-time validation of every method, the decoder and the adapters (``gkd.validate``), then the shapes."""
     from gkd.validate import check_registered  # imports the registries, and torch
     check_registered(cfg)
-    ablation = list(cfg.ablation.methods) + (["gkd"] if cfg.ablation.random_student else [])
-    return {"f2l": method_groups(cfg, cfg.methods), "f2f": method_groups(cfg, cfg.f2f.methods),
-            "ablation": method_groups(cfg, ablation)}
+    return method_shapes(cfg, all_methods(cfg))
 
 
-def cached_groups(cfg, cache: str | Path) -> dict:
-    """``groups_of`` memoised on disk, keyed by the params and every source file of the package.
+def cached_shapes(cfg, cache: str | Path) -> dict:
+    """``shapes_of`` memoised on disk, keyed by the params and every source file of the package.
 
-    Importing torch is ~2 s of a ~5 s no-op ``snakemake`` run; with the groups cached, parsing the
-    Snakefile imports no torch. Any change to params.yaml, ``--config`` or the code recomputes them.
+    Importing torch is ~2 s of a ~5 s no-op ``snakemake`` run; with the shapes cached, parsing the
+    Snakefile imports no torch. Any change to params.yaml, ``--config`` or the code recomputes them (and
+    so validates the params again).
     """
     key = hashlib.sha256(json.dumps(cfg.raw, sort_keys=True, default=str).encode())
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -439,11 +503,11 @@ def cached_groups(cfg, cache: str | Path) -> dict:
     try:
         stored = json.loads(cache.read_text())
         if stored.get("key") == digest:
-            return stored["groups"]
+            return stored["shapes"]
     except (OSError, ValueError, AttributeError):
         pass  # missing or unreadable: recompute
-    result = groups_of(cfg)
-    io.write_json(cache, {"key": digest, "groups": result})
+    result = shapes_of(cfg)
+    io.write_json(cache, {"key": digest, "shapes": result})
     return result
 
 
@@ -491,8 +555,8 @@ def render_dvc(all_stages: list[Stage], pipeline: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dvc_files(cfg, groups) -> dict[str, str]:
+def dvc_files(cfg, shapes) -> dict[str, str]:
     """Path → text of every pipeline's dvc.yaml (pipelines without stages get none)."""
-    all_stages = stages(cfg, groups)
+    all_stages = stages(cfg, shapes)
     return {path: render_dvc(all_stages, name) for name, path in PIPELINES.items()
             if any(s.pipeline == name for s in all_stages)}

@@ -23,3 +23,8 @@ class DataError(GKDError):
 
 class ArtifactError(GKDError):
     """A pipeline artifact (weights, teacher cache, model) that is missing, corrupt or does not fit."""
+
+
+class ContractError(GKDError):
+    """A stage read a params key its ``READS`` does not declare (``gkd.contract``): a bug of that stage, which the
+    front-ends would not rerun when the key changes."""

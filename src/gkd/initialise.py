@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def trained_here(recipe):
     """A source that trains the backbone here (``gkd.pretrain``) and saves it from the main process."""
-    def make(cfg, preset, name: str, data: Path, out: Path, resume: Path) -> dict:
+    def make(cfg, preset, name: str, data: Path, out: Path, resume: Path, key: str) -> dict:
         acc, backbone, info = recipe(cfg, preset, name, data, resume)
         if acc.is_main_process:
             weights.save(out, backbone, preset, read_meta(data).image_size, info)
@@ -29,12 +29,12 @@ def trained_here(recipe):
     return make
 
 
-def random_init(cfg, preset, name: str, data: Path, out: Path, resume: Path) -> dict:
+def random_init(cfg, preset, name: str, data: Path, out: Path, resume: Path, key: str) -> dict:
     return weights.random_init(cfg, preset, read_meta(data).image_size, out)
 
 
-def converted(cfg, preset, name: str, data: Path, out: Path, resume: Path) -> dict:
-    return weights.convert(cfg, preset, out)
+def converted(cfg, preset, name: str, data: Path, out: Path, resume: Path, key: str) -> dict:
+    return weights.convert(cfg, preset, out, key)
 
 
 WEIGHT_SOURCES = Registry("weight source")
@@ -49,7 +49,8 @@ def build(cfg, role: str, data: Path, out: Path) -> dict:
     """Produce the backbone artifact of the ``role`` (teacher | student) preset at ``out``; its provenance."""
     preset, name = getattr(cfg, role), getattr(cfg, f"{role}_name")
     resume = out.with_name(f".{out.name}.resume")
-    info = WEIGHT_SOURCES.get(preset.weights, converted)(cfg, preset, name, data, out, resume)  # else: a file
+    key = f"{role}s.{name}"  # how errors name the preset
+    info = WEIGHT_SOURCES.get(preset.weights, converted)(cfg, preset, name, data, out, resume, key)  # else: a file
     shutil.rmtree(resume, ignore_errors=True)
     log.info("%s ready: %s", name, info.get("source"))
     return info

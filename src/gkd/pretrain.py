@@ -62,7 +62,8 @@ def dense(cfg, preset: ModelConfig, name: str, data: Path, resume_dir: Path | No
 
     steps = train.fit(acc=acc, module=module, optimizer=optimizer, phases=[train.Phase("generic", dataset, p.epochs)],
                       batch_size=p.batch_size, step_fn=step, min_lr_ratio=p.min_lr / p.lr, seed=cfg.seed,
-                      resume_dir=resume_dir, checkpoint_every=p.checkpoint_every, desc=f"pretrain {name}")
+                      resume_dir=resume_dir, checkpoint_every=p.checkpoint_every, desc=f"pretrain {name}",
+                      warmup_steps=p.warmup_steps, ema=p.ema)
     info = {"source": "pretrain", "recipe": dataclasses.asdict(p), "data": "generic/train", "images": len(dataset),
             "steps": steps,
             "note": "stand-in VFM: per-pixel supervised on the generator's randomised-appearance stream, no target domain"}
@@ -154,7 +155,7 @@ def classify(cfg, preset: ModelConfig, name: str, data: Path, resume_dir: Path |
     steps = train.fit(acc=acc, module=module, optimizer=optimizer, phases=[train.Phase("generic", dataset, 1)],
                       batch_size=p.batch_size, step_fn=step, min_lr_ratio=p.min_lr / p.lr, seed=cfg.seed,
                       resume_dir=resume_dir, checkpoint_every=p.checkpoint_every, desc=f"pretrain {name}",
-                      warmup_steps=p.warmup_steps)
+                      warmup_steps=p.warmup_steps, ema=p.ema)
     info = {"source": "classify", "recipe": dataclasses.asdict(p), "data": "generic/train (labelled crops)",
             "images": len(generic), "steps": steps,
             "note": "stand-in for ImageNet-supervised DeiT: one majority-class label per crop of the generic "

@@ -167,14 +167,16 @@ def _producer_digest(path: str) -> dict | None:
     return None
 
 
-def code_files(module: str) -> dict[str, str]:
-    """sha256 of each source file of the stage module's import closure (what ``gkd.dag`` lists as its code)."""
+def code_files(module: str, loaded: Iterable[str] = ()) -> dict[str, str]:
+    """sha256 of each source file of the stage module's import closure and of the modules it loaded by name
+    (its method or adapter: ``gkd.registry.LOADED``) — what ``gkd.dag`` lists as its code."""
     root = PACKAGE.parent.parent
-    return {f: file_sha256(root / f) for f in code_deps(module) if (root / f).is_file()}
+    files = dict.fromkeys(f for m in (module, *loaded) for f in code_deps(m))
+    return {f: file_sha256(root / f) for f in sorted(files) if (root / f).is_file()}
 
 
 def build_record(module: str, argv: list[str], inputs: dict[str, list[str]], outputs: dict[str, list[str]],
-                 params_files: Iterable[str], config: dict | None) -> dict:
+                 params_files: Iterable[str], config: dict | None, loaded: Iterable[str] = ()) -> dict:
     """The record of one successful stage run (paths as the command gave them, relative to the workspace)."""
     def many(flags: dict[str, list[str]], reuse: bool) -> dict:
         out = {}
@@ -185,7 +187,7 @@ def build_record(module: str, argv: list[str], inputs: dict[str, list[str]], out
     return {"schema": SCHEMA, "module": module, "argv": argv,
             "inputs": many(inputs, reuse=True), "outputs": many(outputs, reuse=False),
             "flags": {"inputs": inputs, "outputs": outputs},
-            "code": code_files(module) if module.startswith("gkd.") else {},
+            "code": code_files(module, loaded) if module.startswith("gkd.") else {},
             "params_files": {p: file_sha256(Path(p)) for p in params_files if Path(p).is_file()},
             "config": config, "git": git_state(), "env": environment()}
 

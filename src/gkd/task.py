@@ -103,5 +103,6 @@ def fit_segmenter(cfg, acc, model, method, *, frozen: bool, data, source: str, t
     step = segmenter_step(v, train_seed=seed, data_seed=cfg.seed, device=acc.device, teacher=teacher)
     steps = train.fit(acc=acc, module=task, optimizer=optimizer, phases=[train.Phase("train", dataset, a.epochs)],
                       batch_size=a.batch_size, step_fn=step, min_lr_ratio=a.min_lr / a.lr, seed=seed,
-                      resume_dir=resume_dir, checkpoint_every=a.checkpoint_every, live=live, desc=desc)
+                      resume_dir=resume_dir, checkpoint_every=a.checkpoint_every, live=live, desc=desc,
+                      warmup_steps=a.warmup_steps, ema=a.ema)
     return acc.unwrap_model(task).segmenter, steps

@@ -1,7 +1,7 @@
 # One rule per stage of gkd.dag's stage table (the same table writes every dvc.yaml): command, inputs
 # (the stage module's import closure + the artifacts it reads), outputs and params are taken from it,
 # with the selectors of Snakemake's config filled in.
-for _stage in gkd_dag.stages(CFG, GROUPS):
+for _stage in gkd_dag.stages(CFG, SHAPES):
     if _stage.always_changed:
         refresh(_stage)
 
@@ -13,8 +13,11 @@ for _stage in gkd_dag.stages(CFG, GROUPS):
             [as_output(gkd_dag.resolve(p, SELECTORS)) for p in _stage.outputs],
         params:
             knobs=knobs(_stage.params),
-            # the command goes through params: `shell:` is evaluated when the job runs, after the loop ended
-            command=gkd_dag.resolve(_stage.command_with(" ".join(PARAMS_FILES)), SELECTORS),
+            # reruns the rule when its command changes, whatever params files the run names (dvc.yaml's command)
+            stage=gkd_dag.resolve(_stage.command, SELECTORS),
+            # what the job runs: the command reading params.yaml and the overlays; through params because
+            # `shell:` is evaluated when the job runs, after the loop ended; derived: not a rerun trigger
+            command=derived(gkd_dag.resolve(_stage.command_with(" ".join(PARAMS_FILES)), SELECTORS)),
         resources:
             **res(_stage.family),
         log:

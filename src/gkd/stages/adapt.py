@@ -20,6 +20,7 @@ from gkd.models.artifacts import load_backbone, new_segmenter, save_segmenter
 from gkd.stages import common
 
 log = logging.getLogger(__name__)
+READS = common.Reads("seed", "benchmark.patch_size", "views", "adapt", "runtime", methods="selected")
 
 
 def run(cfg, method_name: str, data: Path, init: Path, out: Path, teacher_task: Path | None,
@@ -62,7 +63,7 @@ def main(argv=None) -> None:
     p.input("--features", type=Path, default=None, help="teacher feature cache (feature-KD methods)")
     p.output("--live", type=Path, default=None)
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark", "teacher", "student"))
+    cfg = common.setup(args, READS, ("benchmark", "teacher", "student"))
     run(cfg, args.method, args.data, args.init, args.out, args.teacher_task, args.features, args.live)
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import NoReturn
 
-from gkd import provenance
+from gkd import provenance, registry
 
 CURRENT: dict = {}  # this process's parsed command line and resolved params (for its provenance record)
 NOISY_LOGGERS = ("datasets", "accelerate", "timm", "filelock", "fsspec", "urllib3", "httpx", "huggingface_hub")
@@ -87,7 +87,7 @@ def record_provenance() -> None:
     main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     module = main_spec.name if main_spec is not None else "?"
     rec = provenance.build_record(module, sys.argv[1:], args.io_roles["inputs"], args.io_roles["outputs"],
-                                  getattr(args, "params", []), CURRENT.get("config"))
+                                  getattr(args, "params", []), CURRENT.get("config"), registry.LOADED)
     path = provenance.write_record(rec)
     if path is not None:
         logging.getLogger("gkd").info("provenance: %s", path)

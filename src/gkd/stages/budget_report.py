@@ -20,6 +20,7 @@ from gkd.stages import common
 from gkd.tables import row_label, title
 
 log = logging.getLogger(__name__)
+READS = common.Reads("budget", "methods", methods="labels")
 TOLERANCE = 1.0  # mIoU points: "doubling changes no method's Avg by more than about a point"
 
 
@@ -68,7 +69,7 @@ def main(argv=None) -> None:
     p.output("--out", required=True, type=Path)
     p.output("--plot", type=Path, default=None)
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark", "teacher", "student"))
+    cfg = common.setup(args, READS, ("benchmark", "teacher", "student"))
     run(cfg, args.metrics, args.stage1, args.out, args.plot)
 
 

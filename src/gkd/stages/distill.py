@@ -22,14 +22,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from gkd import features, io, train
 from gkd.data.prepared import SegmentationSplit, read_meta
-from gkd.methods import build_method
+from gkd.methods import LabelFreeMethod, build_method
 from gkd import fidelity as fidelity_mod
 from gkd.methods.masking import first_half_mask
 from gkd.errors import ConfigError
@@ -37,6 +39,8 @@ from gkd.models.artifacts import load_backbone, save_backbone
 from gkd.stages import common
 
 log = logging.getLogger(__name__)
+READS = common.Reads("seed", "benchmark.patch_size", "benchmark.adapter", "benchmark.teacher_mode", "student", "views",
+                     "teacher_features", "distill", "evaluate.batch_size", "runtime", methods="selected")
 
 
 def phases(cfg, meta) -> list[tuple[str, str, int]]:
@@ -78,107 +82,189 @@ def teacher_input(cfg, features_dir: Path | None, teacher_dir: Path | None) -> P
     return path
 
 
+@dataclass
+class TeacherSource:
+    """Where stage 1's targets come from, one interface for both modes: per phase key the teacher that renders
+    each sample's view and gives its tokens (``features.CachedTeacher`` / ``OnlineTeacher``), the held-out sets
+    with the teacher's tokens on them, and each phase's constant-mean baseline (``constant``)."""
+    teachers: dict[str, object]
+    held: dict[str, tuple]
+    constant: Callable[[str], dict]
+    info: dict  # recorded with the backbone and in fidelity.json (cache runs: none, as they always were)
+
+    def token_shape(self, key: str) -> tuple[int, int]:
+        return self.teachers[key].token_shape()
+
+
 def run(cfg, method_name: str, data: Path, student_weights: Path, out: Path, live_dir: Path | None, *,
         features_dir: Path | None = None, teacher_dir: Path | None = None) -> None:
-    method = build_method(cfg, method_name)
-    if not method.stage1:
-        raise ConfigError(f"method {method_name!r} has no stage 1 (distill); it trains in `adapt` only")
-    online = cfg.teacher_mode == "online"
+    """Stage 1: the teacher's source, then the phases (1a, 1b), each followed by its fidelity check."""
+    method = stage1_method(cfg, method_name)
     source_dir = teacher_input(cfg, features_dir, teacher_dir)
     meta = read_meta(data)
     plan = phases(cfg, meta)
-    v = cfg.views
     splits = {key: SegmentationSplit(data, domain, "train", with_labels=False) for key, domain, _ in plan}
-    heldout = {domain: (features.CenterCrop(SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0),
-                                            meta.image_size), split)
-               for domain, split in features.heldout_splits(meta)}
-    caches, held = {}, {}
-    if not online:  # every cache checked before any compute
-        caches = {key: features.TeacherCache(source_dir / key).check(len(splits[key]), v.for_cache(key).count,
-                                                                     f"{domain}/train")
-                  for key, domain, _ in plan}
-        held = {domain: (ds, features.TeacherCache(source_dir / features.heldout_key(domain))
-                         .check(len(ds), 1, f"{domain}/{split}")) for domain, (ds, split) in heldout.items()}
+    heldout = heldout_sets(data, meta)
+    caches = None if cfg.teacher_mode == "online" else check_caches(cfg, source_dir, plan, splits, heldout)
+    with train.StageRun(cfg.runtime, cfg.train_seed, out, live_dir) as stage:
+        student = load_student(cfg, student_weights, meta)
+        source = (online_source(cfg, stage, source_dir, meta, plan, splits, heldout) if caches is None
+                  else cached_source(cfg, caches, plan))
+        check_token_grid(source.token_shape(plan[0][0]), student)
+        student.to(stage.acc.device)
+        report, init_tokens = initial_report(cfg, method_name, student, source, stage.acc.device)
+        student, total_steps = run_phases(cfg, method, method_name, plan, splits, source, student, meta, stage,
+                                          report, init_tokens)
+        stage.save(lambda tmp: write_stage1(tmp, cfg, method_name, student, meta, plan, total_steps, source, report))
 
-    seed = cfg.train_seed
-    with train.StageRun(cfg.runtime, seed, out, live_dir) as run:
-        acc, resume, live = run.acc, run.resume, run.live
-        student = load_backbone(student_weights, img_size=meta.image_size, seed=cfg.seed,
-                                patch_size=cfg.benchmark.patch_size, with_mask_token=True)
-        if online:
-            teacher = load_backbone(source_dir, img_size=meta.image_size, seed=cfg.seed,
-                                    patch_size=cfg.benchmark.patch_size).to(acc.device)
-            online_teacher = features.OnlineTeacher(teacher, cfg.teacher_features.augment, meta.image_size)
-            sources = {key: online_teacher for key, _, _ in plan}
-            held = online_heldout(acc, online_teacher, heldout, resume / "teacher_heldout", cfg)
-        else:
-            sources = {key: features.CachedTeacher(caches[key], v.for_cache(key), cfg.seed) for key, _, _ in plan}
-        token_count, teacher_dim = sources[plan[0][0]].token_shape()
-        if token_count != 1 + student.num_patches:
-            raise ConfigError(f"token grids differ: teacher has {token_count - 1} patches, student "
-                              f"{student.num_patches}; both must use the benchmark's patch_size")
-        d = cfg.distill
-        student.to(acc.device)
-        # cache runs keep their metadata as it was (the default results stay byte-identical)
-        mode_info = {"teacher_mode": "online", "augment": dataclasses.asdict(cfg.teacher_features.augment)} \
-            if online else {}
-        report: dict = {"method": method_name, "student": cfg.student_name, "seed": seed, **mode_info,
-                        "init_probe": backbone_report(student, held, cfg.evaluate.batch_size, acc.device),
-                        "phases": {}}
-        init_tokens = {domain: fidelity_mod.tokens(student, ds, cfg.evaluate.batch_size, acc.device)
-                       for domain, (ds, _) in held.items()}
-        total_steps = 0
-        for number, (key, domain, epochs) in enumerate(plan):
-            phase = "1a" if key == "generic" else "1b"
-            done = resume / f"{phase}.done"
-            if done.is_dir():  # finished before a restart: take its student and its report
-                student = load_backbone(done, img_size=meta.image_size, seed=cfg.seed,
-                                        patch_size=cfg.benchmark.patch_size, with_mask_token=True).to(acc.device)
-                report["phases"][phase] = io.read_json(done / "phase.json")
-                total_steps += report["phases"][phase]["steps"]
-                log.info("phase %s: taken from %s", phase, done)
-                continue
-            torch.manual_seed(seed + number)  # fresh heads, deterministic per run and phase
-            module = method.stage1_module(student, teacher_dim)
-            optimizer = torch.optim.AdamW(stage1_param_groups(module, d))
-            step = targets_step(sources[key], seed, method.mask_ratio, student.num_patches, acc.device)
-            steps = train.fit(acc=acc, module=module, optimizer=optimizer,
-                              phases=[train.Phase(key, splits[key], epochs)], batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=seed,
-                              warmup_steps=d.warmup_steps, ema=d.ema,
-                              resume_dir=resume / phase, checkpoint_every=d.checkpoint_every, live=live,
-                              desc=f"distill {method_name} {phase}", metric_prefix=f"train/{phase}/")
-            total_steps += steps
-            trained = acc.unwrap_model(module)
-            constant = (online_constant(acc, online_teacher, splits[key], seed, cfg.teacher_features.batch_size)
-                        if online else fidelity_mod.constant_predictions(caches[key]))
-            result = {"split": f"{domain}/train", "epochs": epochs, "steps": steps, "domains": {}}
-            for held_domain, (ds, held_cache) in held.items():
-                if phase == "1a" and held_domain not in ("generic", meta.source):
-                    continue  # 1a's heads are checked where they are chosen: held-out generic and source
-                result["domains"][held_domain] = fidelity_mod.measure(
-                    trained, ds, held_cache, constant, method.mask_ratio, cfg.evaluate.batch_size, device=acc.device)
-            result["probe"] = backbone_report(trained.student, held, cfg.evaluate.batch_size, acc.device, init_tokens)
-            result["routing"] = {held_domain: fidelity_mod.routing(trained, ds, held_cache, method.mask_ratio,
-                                                                   cfg.evaluate.batch_size, device=acc.device)
-                                 for held_domain, (ds, held_cache) in held.items()
-                                 if held_domain in ("generic", meta.source)}
-            log_fidelity(method_name, phase, result, live, total_steps)
-            report["phases"][phase] = result
-            student = trained.student
-            if acc.is_main_process and number + 1 < len(plan):
-                with io.atomic_path(done, is_dir=True) as tmp:
-                    save_backbone(tmp, student, cfg.student, meta.image_size, {})
-                    io.write_json(tmp / "phase.json", result)
-                shutil.rmtree(resume / phase, ignore_errors=True)  # its snapshots are superseded by `done`
-            acc.wait_for_everyone()
 
-        def write(tmp: Path) -> None:
-            save_backbone(tmp, student, cfg.student, meta.image_size,
-                          {"method": method_name, "teacher": cfg.teacher_name, "seed": seed, "steps": total_steps,
-                           "budget": cfg.budget_multiplier, "phases": [dict(split=k, epochs=e) for k, _, e in plan],
-                           **mode_info})
-            io.write_json(tmp / "fidelity.json", report)
-        run.save(write)
+def stage1_method(cfg, name: str) -> LabelFreeMethod:
+    method = build_method(cfg, name)
+    if not isinstance(method, LabelFreeMethod):
+        raise ConfigError(f"method {name!r} has no stage 1 (distill); it trains in `adapt` only")
+    return method
+
+
+def heldout_sets(data: Path, meta) -> dict[str, tuple]:
+    """domain → (centre-cropped held-out split, its split name): what the fidelity check scores on."""
+    return {domain: (features.CenterCrop(SegmentationSplit(data, domain, split, with_labels=False, memo_bytes=0),
+                                         meta.image_size), split)
+            for domain, split in features.heldout_splits(meta)}
+
+
+def check_caches(cfg, features_dir: Path, plan, splits: dict, heldout: dict) -> dict:
+    """Cache mode: every cache the stage reads, checked against its split before any compute."""
+    training = {key: features.TeacherCache(features_dir / key).check(len(splits[key]), cfg.views.for_cache(key).count,
+                                                                      f"{domain}/train")
+                for key, domain, _ in plan}
+    held = {domain: (ds, features.TeacherCache(features_dir / features.heldout_key(domain))
+                     .check(len(ds), 1, f"{domain}/{split}")) for domain, (ds, split) in heldout.items()}
+    return {"training": training, "held": held}
+
+
+def cached_source(cfg, caches: dict, plan) -> TeacherSource:
+    training = caches["training"]
+    return TeacherSource({key: features.CachedTeacher(training[key], cfg.views.for_cache(key), cfg.seed)
+                          for key, _, _ in plan}, caches["held"],
+                         lambda key: fidelity_mod.constant_predictions(training[key]), {})
+
+
+def online_source(cfg, stage, teacher_dir: Path, meta, plan, splits: dict, heldout: dict) -> TeacherSource:
+    """Online mode: the frozen teacher loaded here; the held-out tokens computed now into the resume folder."""
+    acc = stage.acc
+    teacher = load_backbone(teacher_dir, img_size=meta.image_size, seed=cfg.seed,
+                            patch_size=cfg.benchmark.patch_size).to(acc.device)
+    online = features.OnlineTeacher(teacher, cfg.teacher_features.augment, meta.image_size)
+    held = online_heldout(acc, online, heldout, stage.resume / "teacher_heldout", cfg)
+    return TeacherSource({key: online for key, _, _ in plan}, held,
+                         lambda key: online_constant(acc, online, splits[key], cfg.train_seed,
+                                                     cfg.teacher_features.batch_size),
+                         {"teacher_mode": "online", "augment": dataclasses.asdict(cfg.teacher_features.augment)})
+
+
+def load_student(cfg, weights: Path, meta):
+    return load_backbone(weights, img_size=meta.image_size, seed=cfg.seed, patch_size=cfg.benchmark.patch_size,
+                         with_mask_token=True)
+
+
+def check_token_grid(teacher_shape: tuple[int, int], student) -> None:
+    token_count = teacher_shape[0]
+    if token_count != 1 + student.num_patches:
+        raise ConfigError(f"token grids differ: teacher has {token_count - 1} patches, student "
+                          f"{student.num_patches}; both must use the benchmark's patch_size")
+
+
+def initial_report(cfg, method_name: str, student, source: TeacherSource, device) -> tuple[dict, dict]:
+    """The fidelity report's head (the student before stage 1: its probe, and its tokens for the CKA to the
+    initialisation after each phase)."""
+    report: dict = {"method": method_name, "student": cfg.student_name, "seed": cfg.train_seed, **source.info,
+                    "init_probe": backbone_report(student, source.held, cfg.evaluate.batch_size, device),
+                    "phases": {}}
+    init_tokens = {domain: fidelity_mod.tokens(student, ds, cfg.evaluate.batch_size, device)
+                   for domain, (ds, _) in source.held.items()}
+    return report, init_tokens
+
+
+def run_phases(cfg, method: LabelFreeMethod, method_name: str, plan, splits: dict, source: TeacherSource, student,
+               meta, stage, report: dict, init_tokens: dict):
+    """Phase 1a then 1b, each with fresh heads, optimiser and schedule, then its fidelity check; a phase finished
+    before a restart is taken from the resume folder. Returns (distilled student, steps in total)."""
+    acc, resume = stage.acc, stage.resume
+    total_steps = 0
+    for number, (key, domain, epochs) in enumerate(plan):
+        phase = "1a" if key == "generic" else "1b"
+        done = resume / f"{phase}.done"
+        if done.is_dir():  # finished before a restart: take its student and its report
+            student = load_student(cfg, done, meta).to(acc.device)
+            report["phases"][phase] = io.read_json(done / "phase.json")
+            total_steps += report["phases"][phase]["steps"]
+            log.info("phase %s: taken from %s", phase, done)
+            continue
+        trained, steps = train_phase(cfg, method, method_name, number, phase, key, epochs, splits[key],
+                                     source.teachers[key], student, stage)
+        total_steps += steps
+        result = phase_fidelity(cfg, method, trained, phase, key, domain, epochs, steps, source, meta, acc.device,
+                                init_tokens)
+        log_fidelity(method_name, phase, result, stage.live, total_steps)
+        report["phases"][phase] = result
+        student = trained.student
+        if acc.is_main_process and number + 1 < len(plan):
+            with io.atomic_path(done, is_dir=True) as tmp:
+                save_backbone(tmp, student, cfg.student, meta.image_size, {})
+                io.write_json(tmp / "phase.json", result)
+            shutil.rmtree(resume / phase, ignore_errors=True)  # its snapshots are superseded by `done`
+        acc.wait_for_everyone()
+    return student, total_steps
+
+
+def train_phase(cfg, method: LabelFreeMethod, method_name: str, number: int, phase: str, key: str, epochs: int,
+                dataset, teacher, student, stage):
+    """One phase's training: fresh heads (seeded per run and phase), AdamW, the cosine schedule. Returns
+    (the trained stage-1 module, its steps)."""
+    d, seed, acc = cfg.distill, cfg.train_seed, stage.acc
+    torch.manual_seed(seed + number)  # fresh heads, deterministic per run and phase
+    module = method.stage1_module(student, source_width(teacher))
+    optimizer = torch.optim.AdamW(stage1_param_groups(module, d))
+    step = targets_step(teacher, seed, method.mask_ratio, student.num_patches, acc.device)
+    steps = train.fit(acc=acc, module=module, optimizer=optimizer, phases=[train.Phase(key, dataset, epochs)],
+                      batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=seed,
+                      warmup_steps=d.warmup_steps, ema=d.ema, resume_dir=stage.resume / phase,
+                      checkpoint_every=d.checkpoint_every, live=stage.live, desc=f"distill {method_name} {phase}",
+                      metric_prefix=f"train/{phase}/")
+    return acc.unwrap_model(module), steps
+
+
+def source_width(teacher) -> int:
+    return teacher.token_shape()[1]
+
+
+def phase_fidelity(cfg, method: LabelFreeMethod, trained, phase: str, key: str, domain: str, epochs: int,
+                   steps: int, source: TeacherSource, meta, device, init_tokens: dict) -> dict:
+    """A phase's fidelity check: each term against its constant-mean baseline on every held-out domain (1a: where
+    its heads are chosen, held-out generic and source), the backbone's probe and CKAs, the QSD routing."""
+    batch = cfg.evaluate.batch_size
+    constant = source.constant(key)
+    result = {"split": f"{domain}/train", "epochs": epochs, "steps": steps, "domains": {}}
+    for held_domain, (ds, held_cache) in source.held.items():
+        if phase == "1a" and held_domain not in ("generic", meta.source):
+            continue  # 1a's heads are checked where they are chosen: held-out generic and source
+        result["domains"][held_domain] = fidelity_mod.measure(trained, ds, held_cache, constant, method.mask_ratio,
+                                                              batch, device=device)
+    result["probe"] = backbone_report(trained.student, source.held, batch, device, init_tokens)
+    result["routing"] = {held_domain: fidelity_mod.routing(trained, ds, held_cache, method.mask_ratio, batch,
+                                                           device=device)
+                         for held_domain, (ds, held_cache) in source.held.items()
+                         if held_domain in ("generic", meta.source)}
+    return result
+
+
+def write_stage1(tmp: Path, cfg, method_name: str, student, meta, plan, total_steps: int, source: TeacherSource,
+                 report: dict) -> None:
+    save_backbone(tmp, student, cfg.student, meta.image_size,
+                  {"method": method_name, "teacher": cfg.teacher_name, "seed": cfg.train_seed, "steps": total_steps,
+                   "budget": cfg.budget_multiplier, "phases": [dict(split=k, epochs=e) for k, _, e in plan],
+                   **source.info})
+    io.write_json(tmp / "fidelity.json", report)
 
 
 def targets_step(teacher, run_seed: int, mask_ratio: float, num_patches: int, device):
@@ -306,7 +392,7 @@ def main(argv=None) -> None:
     p.output("--out", required=True, type=Path)
     p.output("--live", type=Path, default=None)
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark", "teacher", "student"))
+    cfg = common.setup(args, READS, ("benchmark", "teacher", "student"))
     run(cfg, args.method, args.data, args.student_weights, args.out, args.live, features_dir=args.features,
         teacher_dir=args.teacher_weights)
 

@@ -30,6 +30,7 @@ from gkd.models.decoders import logits_at
 from gkd.stages import common
 
 log = logging.getLogger(__name__)
+READS = common.Reads("evaluate", "runtime")
 
 
 def _as_list(batch: list) -> list:
@@ -111,7 +112,7 @@ def main(argv=None) -> None:
     p.output("--per-image", type=Path, default=None,
                    help="npz of per-image true-positive / ground-truth / predicted pixel counts per class and domain")
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark",))
+    cfg = common.setup(args, READS, ("benchmark",))
     run(cfg, args.model, args.data, args.out, args.name, args.per_image)
 
 

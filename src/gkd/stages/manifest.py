@@ -31,13 +31,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gkd import config as config_mod
-from gkd import io
+from gkd import contract, io
 from gkd.data import real
 from gkd.errors import GKDError
 from gkd.stages import args as cli_args
 
 log = logging.getLogger("gkd.manifest")
 
+READS = contract.Reads("benchmark", "datasets", "manifest")
 FORMAT = 1
 CHUNK = 1 << 20  # bytes per read while hashing
 
@@ -141,11 +142,11 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     cli_args.configure_logging()
     try:
-        cfg = config_mod.load(args.params, benchmark=args.benchmark)
-        written = refresh(cfg, args.out)
+        full = config_mod.load(args.params, benchmark=args.benchmark)
+        written = refresh(contract.StageConfig(full, READS, "manifest"), args.out)
     except GKDError as err:
         cli_args.fail(err)
-    cli_args.CURRENT.update(args=args, config=cfg.raw)
+    cli_args.CURRENT.update(args=args, config=full.raw)
     cli_args.record_provenance()
     log.info("%s: %s", args.out, "written (new, or the raw files changed)" if written else "unchanged")
 

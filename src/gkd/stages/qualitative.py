@@ -14,6 +14,7 @@ from gkd.stages import common
 from gkd.tables import row_label
 
 log = logging.getLogger(__name__)
+READS = common.Reads(methods="labels")  # the columns' labels; everything else comes from the models
 
 
 @torch.no_grad()
@@ -42,7 +43,7 @@ def main(argv=None) -> None:
     p.output("--out", required=True, type=Path)
     p.add_argument("--index", type=int, default=0, help="which image of each domain's split")
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark", "student"))
+    cfg = common.setup(args, READS, ("benchmark", "student"))
     run(cfg, args.data, args.models, args.out, args.index)
 
 

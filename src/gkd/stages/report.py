@@ -22,6 +22,8 @@ from gkd.stages import common
 from gkd.tables import expected_rows, fidelity_table, row_label, table, title
 
 log = logging.getLogger(__name__)
+# the row lists (which rows, in which order), the seed of the images' bootstrap, the rows' labels
+READS = common.Reads("seed", "methods", "f2f.methods", "ablation", methods="labels")
 
 
 def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png: Path | None,
@@ -95,7 +97,7 @@ def main(argv=None) -> None:
     p.input("--spread", type=Path, default=None,
             help="measured seed spread per row (results/reference_spread.csv, from the multi-seed runs)")
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark", "teacher", "student"))
+    cfg = common.setup(args, READS, ("benchmark", "teacher", "student"))
     run(cfg, args.metrics, args.out, args.plot, args.radar, title(cfg, args.setting), args.setting, args.stage1,
         args.fidelity_out, args.fidelity_plot, args.per_image, args.spread)
 

@@ -30,6 +30,7 @@ from gkd.stages import common
 from gkd.tables import row_label, title
 
 log = logging.getLogger(__name__)
+READS = common.Reads("seed", "seeds", "methods", "f2f.methods", methods="labels")
 REFERENCE = "gkd"
 
 
@@ -143,7 +144,7 @@ def main(argv=None) -> None:
     p.output("--check-out", type=Path, default=None, help="CSV: label-free stage-1 checks against target Avg per run")
     p.output("--check-plot", type=Path, default=None, help="PNG of the same")
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark", "teacher", "student"))
+    cfg = common.setup(args, READS, ("benchmark", "teacher", "student"))
     run(cfg, args.setting, args.metrics, args.per_image, args.out, args.plot, args.spread_out, args.stage1,
         args.check_out, args.check_plot)
 

@@ -24,6 +24,8 @@ from gkd.stages import common
 from gkd.train import make_accelerator
 
 log = logging.getLogger(__name__)
+READS = common.Reads("seed", "benchmark.patch_size", "views", "teacher_features.batch_size",
+                     "teacher_features.shard_size", "runtime")
 
 
 def jobs(meta) -> list[tuple[str, str, str, bool, tuple[str, ...]]]:
@@ -78,7 +80,7 @@ def main(argv=None) -> None:
     p.input("--teacher-weights", required=True, type=Path)
     p.output("--out", required=True, type=Path)
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark", "teacher"))
+    cfg = common.setup(args, READS, ("benchmark", "teacher"))
     run(cfg, args.data, args.teacher_weights, args.out)
 
 

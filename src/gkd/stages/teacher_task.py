@@ -19,6 +19,9 @@ from gkd.models.artifacts import load_backbone, new_segmenter, save_segmenter
 from gkd.stages import common
 
 log = logging.getLogger(__name__)
+# the `adapt` recipe on the same views as every student; the logits are cached like the teacher's tokens
+READS = common.Reads("seed", "benchmark.patch_size", "views", "adapt", "teacher_features.batch_size",
+                     "teacher_features.shard_size", "runtime")
 
 
 def run(cfg, data: Path, teacher_dir: Path, out: Path, live_dir: Path | None) -> None:
@@ -60,7 +63,7 @@ def main(argv=None) -> None:
     p.output("--out", required=True, type=Path)
     p.output("--live", type=Path, default=None, help="dvclive folder for training curves")
     args = p.parse_args(argv)
-    cfg = common.setup(args, ("benchmark", "teacher"))
+    cfg = common.setup(args, READS, ("benchmark", "teacher"))
     run(cfg, args.data, args.teacher_weights, args.out, args.live)
 
 

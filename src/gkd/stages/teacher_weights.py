@@ -4,9 +4,12 @@ from __future__ import annotations
 from gkd import initialise
 from gkd.stages import common
 
+# the recipe: the pretraining section the teacher preset's `weights` trains it with (none for package/hub/file)
+READS = common.Reads("seed", "benchmark.patch_size", "teacher", "runtime", recipe="teacher")
+
 
 def main(argv=None) -> None:
-    args, cfg = common.weights_cli("teacher", __doc__.splitlines()[0], argv)
+    args, cfg = common.weights_cli("teacher", __doc__.splitlines()[0], READS, argv)
     initialise.build(cfg, "teacher", args.data, args.out)
 
 
