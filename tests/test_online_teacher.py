@@ -151,7 +151,7 @@ def test_dag_reads_the_cache_for_stage1_only_in_cache_mode(tiny_cfg):
         if methods:
             params["methods"] = methods
         cfg = from_dict(params)
-        return cfg, {s.name: s for s in dag.stages(cfg, dag.groups_of(cfg))}
+        return cfg, {s.name: s for s in dag.stages(cfg, dag.shapes_of(cfg))}
 
     cfg, cached = stages()
     assert cfg.teacher_mode == "cache" and dag.FEATURES in cached["distill-gkd"].deps
@@ -168,9 +168,12 @@ def test_dag_reads_the_cache_for_stage1_only_in_cache_mode(tiny_cfg):
         assert all(dag.FEATURES not in s.deps for s in online.values())
     assert stages(mode="online", preset="cache")[0].teacher_mode == "cache"  # the preset wins
 
-    _, with_kd = stages(mode="online", methods=["vanilla_kd", "gkd"])
-    assert "teacher_features" in with_kd and dag.FEATURES in with_kd["adapt-vanilla_kd"].deps
-    assert dag.FEATURES not in with_kd["distill-gkd"].deps
+    # a feature-KD method still reads the cache in its task training; a logit-KD method reads teacher_task only
+    _, with_kd = stages(mode="online", methods=["vanilla_kd", "vitkd", "gkd"])
+    assert "teacher_features" in with_kd and dag.FEATURES in with_kd["adapt-vitkd"].deps
+    assert dag.FEATURES not in with_kd["distill-gkd"].deps and dag.FEATURES not in with_kd["adapt-vanilla_kd"].deps
+    _, logit_only = stages(mode="online", methods=["vanilla_kd", "gkd"])
+    assert "teacher_features" not in logit_only and dag.TEACHER_TASK in logit_only["adapt-vanilla_kd"].deps
 
 
 def test_bad_teacher_mode_or_augmentation_is_one_clear_error():
