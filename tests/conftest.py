@@ -77,3 +77,24 @@ def ws(tmp_path_factory):
 def tiny_cfg():
     from gkd.config import from_dict
     return from_dict(tiny_params())
+
+
+# ---------------------------------------------------------------------------------------------- the quick tier
+def pytest_collection_modifyitems(items):
+    """A test that needs the ``ws`` workspace runs pipeline stages (its fixture does): it is slow, so
+    ``pytest -m "not slow"`` stays the quick tier for someone changing one module."""
+    for item in items:
+        if "ws" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def quick_tests_run_no_stage(request, monkeypatch):
+    """In a test not marked slow, starting a pipeline stage in-process is an error (mark the test slow)."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    from gkd.stages import common
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} runs a pipeline stage but is not marked slow")
+    monkeypatch.setattr(common, "setup", refuse)

@@ -89,6 +89,7 @@ def test_every_planted_problem_is_reported_in_one_run(raw, tmp_path, capsys):
     assert (rc1, out1) == (rc, out)
 
 
+@pytest.mark.slow  # runs prepare
 def test_reports_the_samples_prepare_skips(raw, tmp_path, capsys):
     """The preflight and prepare's skip_bad agree on which samples are bad (same listing, same decoders)."""
     from gkd import check_data

@@ -9,12 +9,18 @@ import pytest
 
 from conftest import ROOT, copy_repo, run, tiny_params
 
+# runs Snakemake and DVC processes on copies of the repository (no stage runs, but 15-30 s each on 2 cores):
+# the full suite's, not the quick tier's
+FRONT_ENDS = pytest.mark.slow
 
-def test_committed_dvc_yaml_is_current():
-    proc = run(["gkd", "dag", "--check"], cwd=ROOT, check=False)
-    assert proc.returncode == 0, proc.stderr
+
+def test_committed_dvc_yaml_is_current(capsys, monkeypatch):
+    from gkd import cli
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["dag", "--check"]) == 0, capsys.readouterr().err
 
 
+@FRONT_ENDS
 def test_opt_in_pipelines_exist_once_asked_for(tmp_path):
     """`dvc pull` checks out every stage of every dvc.yaml, so an opt-in pipeline that never ran must not
     be declared: `gkd dag` writes one on `--with`, keeps it current from then on, and `--check` covers it."""
@@ -76,6 +82,7 @@ ALL_TARGETS = ["all", "results/f2l_seeds.csv", "results/f2f_seeds.csv", "results
                "results/ablation_table.csv"]  # all: the F2L and F2F tables and the qualitative figure
 
 
+@FRONT_ENDS
 @pytest.mark.parametrize("variant", ["params.yaml", "tiny+vit_s"])
 def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, variant):
     params = tiny_params() if variant.startswith("tiny") else None
@@ -95,11 +102,11 @@ def test_snakemake_and_dvc_declare_the_same_dag(tmp_path, variant):
         assert smk[name] == dvc[name], name
 
 
+@FRONT_ENDS
 def test_snakemake_takes_overlay_params_files_without_rewriting_params_yaml(tmp_path):
     """`snakemake --configfile tests/tiny.yaml` on an untouched checkout plans the DAG of params.yaml with the
     overlay merged in (the tests' tiny config, without rewriting the repository): every command reads both
-    files, and the stages really do — prepare builds the overlay's image size."""
-    import json
+    files (that the stages really do: tests/test_invalidation.py)."""
     pristine = copy_repo(tmp_path / "pristine")
     rewritten = copy_repo(tmp_path / "rewritten", tiny_params())
     overlay = snakemake_jobs(pristine, [*ALL_TARGETS, "--configfile", "tests/tiny.yaml"])
@@ -109,44 +116,74 @@ def test_snakemake_takes_overlay_params_files_without_rewriting_params_yaml(tmp_
         assert "--params params.yaml " in job["cmd"] or name.endswith("view"), name  # views read no params
         cmd = job["cmd"].replace("--params params.yaml ", "--params params.yaml tests/tiny.yaml ")
         assert overlay[name] == {**job, "cmd": cmd}, name
-    run(["snakemake", "--cores", "1", "data/prepared/synthetic", "--configfile", "tests/tiny.yaml"], cwd=pristine)
-    meta = json.loads((pristine / "data/prepared/synthetic/meta.json").read_text())
-    assert meta["image_size"] == 56  # tests/tiny.yaml's, not params.yaml's
     assert run(["git", "status", "--porcelain", "params.yaml"], cwd=pristine).stdout == ""
 
 
 def test_code_dependencies_are_each_stage_modules_import_closure():
-    """A stage depends on exactly the package files its module imports (transitively), not a hand list:
-    the Mapillary reader is prepare's business only; every stage depends on stages/common.py."""
-    from gkd import dag
+    """A stage depends on exactly the package files its module imports (transitively) and the one method or
+    adapter it loads by name, not a hand list: on `synthetic` no reader is prepare's code; a method's module is
+    its own stages' code (and the reports' that label its row); every stage depends on stages/common.py."""
+    from gkd import dag, validate
     closure = set(dag.code_deps("gkd.stages.distill"))
-    assert {"src/gkd/stages/distill.py", "src/gkd/stages/common.py", "src/gkd/methods/gkd.py",
-            "src/gkd/features.py", "src/gkd/data/views.py"} <= closure
-    assert "src/gkd/data/mapillary.py" not in closure and "src/gkd/stages/adapt.py" not in closure
-    assert "src/gkd/data/mapillary.py" in dag.code_deps("gkd.stages.prepare")
+    assert {"src/gkd/stages/distill.py", "src/gkd/stages/common.py", "src/gkd/features.py",
+            "src/gkd/data/views.py", "src/gkd/methods/base.py"} <= closure
+    assert not {"src/gkd/methods/gkd.py", "src/gkd/methods/proteus.py", "src/gkd/methods/vitkd.py",
+                "src/gkd/data/mapillary.py", "src/gkd/stages/adapt.py", "src/gkd/validate.py"} & closure
+    cfg = validate.load(ROOT / "params.yaml")
+    every = {s.name: s for s in dag.stages(cfg, dag.shapes_of(cfg))}
+    by_name = {name: s for name, s in every.items() if s.pipeline == "main"}
+    assert "src/gkd/methods/gkd.py" in by_name["distill-gkd"].code
+    assert "src/gkd/methods/gkd.py" not in by_name["distill-proteus"].code
+    using = {name for name, s in by_name.items() if "src/gkd/methods/vitkd.py" in s.code}
+    assert using == {"adapt-vitkd", "report"}, using
+    using = {name for name, s in by_name.items() if "src/gkd/methods/gkd.py" in s.code}
+    assert using == {"distill-gkd", "adapt-gkd", "f2f-distill-gkd", "f2f-adapt-gkd", "report", "f2f-report",
+                     "qualitative"}, using
+    assert not [name for name, s in by_name.items() if "src/gkd/data/mapillary.py" in s.code]  # synthetic
+    assert "src/gkd/data/synthetic.py" in by_name["prepare"].code
     assert "src/gkd/pretrain.py" in dag.code_deps("gkd.stages.student_weights")
     assert {"src/gkd/plots.py", "src/gkd/stages/report.py"} <= set(dag.code_deps("gkd.stages.report"))
+    figures = {n for n, s in every.items() if "src/gkd/plots.py" in s.code}
+    assert figures == {n for n in every if n.endswith("report") or n == "qualitative"}, figures
+    variants = {n for n, s in every.items() if "src/gkd/methods/gkd.py" in s.code and n.startswith("ablation-")}
+    assert {"ablation-distill-gkd_no_mask", "ablation-adapt-gkd_finetune", "ablation-report"} <= variants
 
 
-def test_snakemake_method_groups_are_cached_per_params_and_code(tmp_path):
-    """The registry-derived method groups are recomputed when params change and reused otherwise."""
+def test_an_empty_f2f_table_plans_the_f2l_one(tmp_path):
+    """The README's advice for real benchmarks, `f2f: {methods: []}`: every stage once (no F2F stage, no seed
+    run of a setting that does not exist), so the Snakefile builds its rules and `gkd dag` writes dvc.yaml."""
+    import yaml
+    from gkd import dag, validate
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["f2f"]["methods"] = []
+    cfg = validate.from_dict(params)
+    names = [s.name for s in dag.stages(cfg, dag.shapes_of(cfg))]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert "report" in names and not [n for n in names if n.startswith("f2f")]
+    assert {f"adapt-gkd-seed{s}" for s in params["seeds"][1:]} <= set(names)
+
+
+def test_snakemake_method_shapes_are_cached_per_params_and_code(tmp_path):
+    """The registry-derived method shapes are recomputed when params change and reused otherwise."""
     import json
     from gkd import dag
     from gkd.config import from_dict
-    cache = tmp_path / "groups.json"
+    cache = tmp_path / "shapes.json"
     cfg = from_dict(tiny_params())
-    assert dag.cached_groups(cfg, cache) == dag.groups_of(cfg)
+    assert dag.cached_shapes(cfg, cache) == dag.shapes_of(cfg)
     stored = json.loads(cache.read_text())
-    stored["groups"]["f2l"] = {"marker": ["reused"]}
+    stored["shapes"]["gkd"] = {"marker": "reused"}
     cache.write_text(json.dumps(stored))
-    assert dag.cached_groups(cfg, cache)["f2l"] == {"marker": ["reused"]}
+    assert dag.cached_shapes(cfg, cache)["gkd"] == {"marker": "reused"}
     params = tiny_params()
     params["methods"] = ["student_only", "vanilla_kd", "gkd"]
     other = from_dict(params)
-    groups = dag.cached_groups(other, cache)
-    assert groups == dag.groups_of(other) and groups["f2l"]["kd"] == ["vanilla_kd"]
+    shapes = dag.cached_shapes(other, cache)
+    assert shapes == dag.shapes_of(other) and shapes["vanilla_kd"] == {"stage1": False, "teacher": ["teacher_task"]}
+    assert shapes["gkd"] == {"stage1": True, "teacher": []}
 
 
+@FRONT_ENDS
 def test_noop_snakemake_parse_imports_no_torch(tmp_path):
     """Torch is ~2 s of a no-op run; once the plan is cached, parsing the workflow must not import it."""
     import os
@@ -161,6 +198,7 @@ def test_noop_snakemake_parse_imports_no_torch(tmp_path):
     assert not imports_torch()      # cached: same params, same code
 
 
+@FRONT_ENDS
 def test_snakemake_config_overrides_selectors_only(tmp_path):
     """`--config student=vit_s` swaps the preset in every job; any other key is one clear error."""
     repo = copy_repo(tmp_path, tiny_params())

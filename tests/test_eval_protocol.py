@@ -133,6 +133,7 @@ def brute_force(model, pairs) -> tuple[float, np.ndarray]:
     return float(np.mean([100 * t / u for t, u in zip(tp, union) if u > 0])), np.stack(rows)
 
 
+@pytest.mark.slow  # runs the evaluate stage
 def test_a_split_of_mixed_sizes_is_scored_at_label_resolution(tmp_path, model, tiny_cfg):
     rng = np.random.default_rng(1)
     pairs = [random_pair(rng, (CROP, CROP), (48, 48)),    # first image square, the model's input size

@@ -212,6 +212,7 @@ def test_config_rejects_generic_keys_the_adapter_would_ignore(tmp_path):
                                             "benchmarks": {"gta2city": {"generic_folder": "/data/imagenet"}}}))
 
 
+@pytest.mark.slow  # runs prepare
 def test_prepared_generic_splits_feed_phase_1a_and_the_fidelity_check(trees, tmp_path):
     """Through `prepare`: the splits are written, held out for the fidelity check, and distill plans 1a."""
     from gkd import features

@@ -15,14 +15,20 @@ def test_one_process_configs_run_in_place_and_others_go_to_accelerate(tmp_path):
     single.write_text(yaml.safe_dump({"distributed_type": "NO", "num_processes": 1, "num_machines": 1}))
     multi = tmp_path / "multi.yaml"
     multi.write_text(yaml.safe_dump({"distributed_type": "MULTI_GPU", "num_processes": 8, "num_machines": 1}))
-    assert launch.single_process(["--config_file", str(single)]) is not None
-    assert launch.single_process(["--quiet", "--config_file", str(single)]) is not None
+    one = {"distributed_type": "NO", "num_processes": 1, "num_machines": 1}
+    assert launch.single_process(["--config_file", str(single)]) == one
+    assert launch.single_process(["--quiet", "--config_file", str(single)]) == one
     assert launch.single_process(["--config_file", str(multi)]) is None
     assert launch.single_process(["--multi_gpu", "--num_processes", "2"]) is None          # flags: accelerate decides
     assert launch.single_process(["--config_file", str(single), "--num_processes", "2"]) is None
     assert launch.split(["--config_file", "a.yaml", "-m", "gkd.stages.prepare", "--out", "x"]) == \
         (["--config_file", "a.yaml"], "gkd.stages.prepare", ["--out", "x"])
-    assert launch.single_process(["--config_file", str(ROOT / "workflow" / "accelerate.yaml")]) is not None
+    committed = ROOT / "workflow" / "accelerate.yaml"
+    assert launch.single_process(["--config_file", str(committed)]) == yaml.safe_load(committed.read_text())
+    # a one-process config file that says otherwise is not run in place
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**one, "num_machines": 2}))
+    assert launch.single_process(["--config_file", str(other)]) is None
 
 
 def test_a_stage_runs_in_the_launchers_own_interpreter():

@@ -96,6 +96,7 @@ def test_a_workspace_without_records_is_one_clear_error(tmp_path, capsys):
     assert "no provenance records" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # runs the prepare stage
 def test_a_stage_run_writes_its_record_with_hashes_versions_and_cpu(tmp_path):
     """A real stage (prepare, tiny config) through its CLI: the record names its outputs' hashes, the code files
     of its import closure, the versions and the CPU capability."""
@@ -110,6 +111,7 @@ def test_a_stage_run_writes_its_record_with_hashes_versions_and_cpu(tmp_path):
     out = rec["outputs"]["data/prepared/synthetic"]
     assert out["sha256"] == provenance.digest(tmp_path / "data/prepared/synthetic")["sha256"]
     assert "src/gkd/data/synthetic.py" in rec["code"] and "src/gkd/stages/prepare.py" in rec["code"]
+    assert "src/gkd/data/mapillary.py" not in rec["code"]  # the code it ran: the synthetic adapter, no reader
     assert set(provenance.PACKAGES) <= set(rec["env"]["packages"]) and rec["env"]["packages"]["torch"]
     assert rec["env"]["cpu_capability"] and rec["env"]["threads"] == 1  # tiny.yaml: threads 1
     assert set(rec["params_files"]) == {"params.yaml", "tiny.yaml"}

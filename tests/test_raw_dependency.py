@@ -201,12 +201,16 @@ def test_only_real_benchmarks_get_the_stage(raw):
 
     stages = {s.name: s for s in dag.shared_stages(config(raw))}
     assert stages["manifest"].always_changed and stages["manifest"].outs == [dag.MANIFEST]
+    # the readers are prepare's code on a real benchmark (its adapter), not on synthetic
+    assert "src/gkd/data/mapillary.py" in stages["prepare"].code
+    assert "src/gkd/data/mapillary.py" not in dag.shared_stages(synthetic)[0].code
     assert stages["manifest"].code == [] and stages["prepare"].deps == [dag.MANIFEST]
     assert f"--manifest {dag.MANIFEST}" in stages["prepare"].command
     text = dag.render_dvc(list(stages.values()), "main")
     assert "  manifest:\n" in text and "    always_changed: true\n" in text
 
 
+@pytest.mark.slow  # runs prepare
 def test_prepare_warns_when_a_real_benchmark_runs_untracked(raw, tmp_path, caplog):
     """`dvc exp run -S benchmark=<real>` on a dvc.yaml rendered for `synthetic` has no manifest stage:
     prepare still works but says that raw changes will not rerun it, and how to fix that."""
@@ -219,10 +223,11 @@ def test_prepare_warns_when_a_real_benchmark_runs_untracked(raw, tmp_path, caplo
 
 
 # ---------------------------------------------------------------------------------------------- front-ends
+@pytest.mark.slow  # runs the manifest and prepare stages through both front-ends
 def test_a_raw_edit_reruns_prepare_in_both_front_ends_and_a_noop_does_not(raw, tmp_path):
     """Both front-ends declare the same DAG with the manifest stage (tests/test_dag.py's check, for a real
     benchmark); after `prepare` alone, a no-op reruns nothing and an edited raw label reruns prepare.
-    About 20 s on 2 cores (not `slow`: only the manifest and prepare stages run, on the fixture tree)."""
+    About 20 s on 2 cores."""
     smk = copy_repo(tmp_path / "smk", real_params(raw))
     jobs, stages = snakemake_jobs(smk, ["all"]), dvc_stages(smk)
     assert sorted(jobs) == sorted(stages) and {"manifest", "prepare"} <= set(stages)

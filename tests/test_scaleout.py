@@ -133,6 +133,7 @@ def test_wrong_type_in_params_is_one_clear_error(ws, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == "error: adapt.epochs: expected int, got 'three'"
 
 
+@pytest.mark.slow  # a Snakemake front-end run
 def test_slurm_profile_dry_run_resolves_with_per_rule_resources(tmp_path):
     """`snakemake --profile workflow/profiles/slurm --dry-run` resolves with the executor plugin (the
     `slurm` extra, also in `test`); every job carries its family's gpu / mem_mb / runtime from
