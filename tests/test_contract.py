@@ -166,3 +166,18 @@ def test_stage_functions_run_on_a_config_holding_only_their_declared_keys(cfg, t
     out = tmp_path / "table.csv"
     report.run(contract.StageConfig(cfg, report.READS, "report"), rows, out, None, None, "t")
     assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == ["Teacher", "Student-only", "+GKD"]
+
+
+def test_gkd_check_validates_every_method_without_running_anything(tmp_path, capsys, monkeypatch):
+    """Plan-time validation: a bad option of a method the stages would only import when they train it is
+    one error naming the key, before any stage starts."""
+    import yaml
+    from gkd import cli
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["check"]) == 0
+    assert "params.yaml: valid — 14 method entries" in capsys.readouterr().out
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["method_configs"]["afdcd"]["groups"] = "many"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(params))
+    assert cli.main(["check", "--params", str(tmp_path / "bad.yaml")]) == 2
+    assert "method_configs.afdcd.groups: expected int, got 'many'" in capsys.readouterr().err
