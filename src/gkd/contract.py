@@ -179,8 +179,7 @@ class StageConfig(_Guarded):
 
     @property
     def raw(self) -> dict:
-        tables = {**PRESETS}
-        whole = [k for k, v in self._allowed.items() if v is True and k not in AMBIENT and k not in tables]
+        whole = [k for k, v in self._allowed.items() if v is True and k not in AMBIENT and k not in PRESETS]
         return {k: self._obj.raw[k] for k in whole if k in self._obj.raw}
 
     @property
@@ -206,10 +205,10 @@ class StageConfig(_Guarded):
                             f"(methods={mode!r}" + (f", selected {self.selected!r})" if mode == "selected" else ")"))
 
 
-def recipe_preset(cfg, reads: Reads, student: str | None = None) -> dict | None:
-    """The params entry of the preset whose pretraining recipe ``reads`` includes (None: no recipe)."""
+def recipe_preset(cfg, reads: Reads) -> dict | None:
+    """The params entry of the preset whose pretraining recipe ``reads`` includes (None: no recipe), as the
+    stage's selectors chose it."""
     if not reads.recipe:
         return None
-    if reads.recipe == "teacher":
-        return cfg.raw["teachers"][cfg.teacher_name]
-    return cfg.raw["students"][student or cfg.student_name]
+    role = reads.recipe
+    return cfg.raw[PRESETS[role]][getattr(cfg, f"{role}_name")]

@@ -76,7 +76,7 @@ class Stage:
     flags: list[tuple[str, str]]         # (flag, value), in command order; values may hold ${...} templates
     deps: list[str]                      # artifacts read (code dependencies are added from the import closure)
     params: list[str]                    # params keys read (DVC `params:`; Snakemake reruns when they change):
-                                         # the module's READS (``reads``), never a hand list
+                                         # the module's READS (``stage_params``), never a hand list
     outs: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)      # uncached outputs shown by `dvc plots`
     metrics: list[str] = field(default_factory=list)    # uncached outputs shown by `dvc exp show`

@@ -27,7 +27,7 @@ def setup(args: argparse.Namespace, reads: Reads, selectors: tuple[str, ...] = (
         cfg = config_mod.load(args.params, **{s: getattr(args, s) for s in selectors})
         cfg = config_mod.for_run(cfg, seed=getattr(args, "seed", None), budget=getattr(args, "budget", None))
         view = contract.StageConfig(cfg, reads, stage_name(reads), method=getattr(args, "method", None),
-                                    recipe_preset=contract.recipe_preset(cfg, reads, getattr(args, "student", None)))
+                                    recipe_preset=contract.recipe_preset(cfg, reads))
     except GKDError as err:
         fail(err)
     set_threads(cfg.threads)
