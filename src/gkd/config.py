@@ -7,6 +7,7 @@ their presets, and stage code only ever sees the typed objects. Errors happen be
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -266,6 +267,80 @@ class BudgetConfig:
     multipliers: list[int]    # stage-1 and task epochs x k for every student-side method (budget curve)
 
 
+IGNORE_LABEL = 255  # the "ignore" class index of every label map (gkd.data.labelmaps.IGNORE)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class FolderDatasetConfig:
+    """A dataset in the generic folder layout, read without a reader of its own (gkd.data.folder;
+    docs/custom-dataset.md): ``<root>/<domain>/images/<split>/*.png|jpg`` with
+    ``<root>/<domain>/labels/<split>/<same stem>.png``; splits ``train`` (a source) and ``val``."""
+    root: str                 # the folder holding one subfolder per domain
+    domains: list[str]        # those subfolders: each a dataset name a benchmark's source / targets can use
+    classes: list[str]        # class names, in class-index order
+    label_map: dict = field(default_factory=dict)  # raw label value -> class index or 255 (ignored); empty: the
+                                                   # values are the class indices (and 255)
+    palette: Optional[list[list[int]]] = None      # RGB per class for figures (null: generated)
+
+    def mapping(self) -> dict[int, int]:
+        """Raw label value -> class index (255: ignore), 255 -> 255 unless mapped; identity without a map."""
+        if not self.label_map:
+            return {**{k: k for k in range(len(self.classes))}, IGNORE_LABEL: IGNORE_LABEL}
+        return {IGNORE_LABEL: IGNORE_LABEL, **{int(raw): index for raw, index in self.label_map.items()}}
+
+
+def check_folder_dataset(spec: FolderDatasetConfig, where: str) -> FolderDatasetConfig:
+    """Every key of a folder dataset, checked before any file is read."""
+    if not spec.root.strip():
+        raise ConfigError(f"{where}.root: expected the folder holding the domain folders, got {spec.root!r}")
+    for key, names in (("domains", spec.domains), ("classes", spec.classes)):
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"{where}.{key}: expected a non-empty list of distinct names, got {names}")
+    bad = [d for d in spec.domains if not SAFE_NAME.match(d)]
+    if bad:
+        raise ConfigError(f"{where}.domains: {bad} cannot be names (they become folder names and table "
+                          f"columns): use letters, digits, '_' and '-'")
+    if len(spec.classes) >= IGNORE_LABEL:
+        raise ConfigError(f"{where}.classes: at most {IGNORE_LABEL - 1} classes ({IGNORE_LABEL} means ignore), "
+                          f"got {len(spec.classes)}")
+    for raw, index in spec.label_map.items():
+        value = int(raw) if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit()) else -1
+        if not 0 <= value <= 255 or isinstance(index, bool) or not isinstance(index, int) or \
+                not (0 <= index < len(spec.classes) or index == IGNORE_LABEL):
+            raise ConfigError(f"{where}.label_map: {raw!r}: {index!r} is not raw value (0..255) -> class index "
+                              f"(0..{len(spec.classes) - 1}, or {IGNORE_LABEL} to ignore)")
+    if spec.palette is not None and (len(spec.palette) != len(spec.classes) or any(
+            len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in spec.palette)):
+        raise ConfigError(f"{where}.palette: expected one [R, G, B] (0..255) per class, {len(spec.classes)} in "
+                          f"all, got {spec.palette}")
+    return spec
+
+
+def build_datasets(raw: Any) -> dict:
+    """params' ``datasets:``: a known dataset's name -> its folder (str), or a folder dataset's name -> its
+    :class:`FolderDatasetConfig`; no two folder datasets may name the same domain."""
+    raw = _check_type(raw or {}, dict, "datasets")
+    out: dict = {}
+    owner: dict[str, str] = {}
+    for name, value in raw.items():
+        if isinstance(value, str) and value.strip():
+            out[name] = value
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"datasets.{name}: expected a known dataset's folder (a path) or a folder dataset "
+                              f"(a mapping with root, domains, classes; docs/custom-dataset.md), got {value!r}")
+        spec = check_folder_dataset(build(FolderDatasetConfig, value, f"datasets.{name}"), f"datasets.{name}")
+        for domain in spec.domains:
+            if domain in owner or (domain in raw and domain != name):
+                other = owner.get(domain, domain)
+                raise ConfigError(f"datasets.{name}.domains: {domain!r} is also a dataset of datasets.{other}; "
+                                  f"every domain needs a name of its own")
+            owner[domain] = name
+        out[name] = spec
+    return out
+
+
 @dataclass(frozen=True)
 class ManifestConfig:
     """The raw-file manifest of real benchmarks (stage `manifest`): a file is known by its size and mtime,
@@ -300,7 +375,8 @@ class Config:
     run_seed: Optional[int] = None  # student-side randomness of this run (--seed); None: ``seed``
     budget_multiplier: int = 1      # this run's stage-1 and task epochs are x this (--budget)
     threads: int = 0
-    datasets: dict = field(default_factory=dict)  # real dataset name -> its folder (else <root>/<usual folder>)
+    datasets: dict = field(default_factory=dict)  # real dataset name -> its folder (else <root>/<usual folder>), or
+                                                  # a folder dataset's name -> its FolderDatasetConfig
     manifest: ManifestConfig = field(default_factory=ManifestConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     raw: dict = field(repr=False, default_factory=dict)
@@ -570,7 +646,7 @@ def from_dict(raw: dict) -> Config:
         f2f=f2f, ablation=ablation,
         budget=build(BudgetConfig, raw["budget"], "budget") if "budget" in raw else BudgetConfig([1]),
         threads=_check_type(raw.get("threads", 0), int, "threads"),
-        datasets=_check_type(raw.get("datasets") or {}, dict[str, str], "datasets"),
+        datasets=build_datasets(raw.get("datasets")),
         manifest=build(ManifestConfig, raw["manifest"], "manifest") if "manifest" in raw else ManifestConfig(),
         runtime=build(RuntimeConfig, _yaml11_no(raw.get("runtime", {})), "runtime"),
         raw=raw,

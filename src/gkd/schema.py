@@ -108,8 +108,12 @@ def params_schema() -> dict:
                   "description": "the runs of the multi-seed tables (results/f2l_seeds.csv, f2f_seeds.csv; opt-in)"},
         "threads": {"type": "integer", "description": "torch intra-op threads per stage process (0: every core); "
                                                       "identical bytes across front-ends need the same value"},
-        "datasets": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
-                     "description": "real dataset name -> its folder as extracted (else <benchmark root>/<usual folder>)"},
+        "datasets": {"type": "object",
+                     "additionalProperties": {"anyOf": [{"type": "string", "minLength": 1},
+                                                        _object(c.FolderDatasetConfig)]},
+                     "description": "a built-in dataset's name -> its folder as extracted (else <benchmark root>/"
+                                    "<usual folder>); or a folder dataset's name -> its root, domains and classes "
+                                    "(docs/custom-dataset.md)"},
         "benchmarks": presets(c.BenchmarkConfig, "benchmark presets by name (`benchmark:` selects one)"),
         "teachers": presets(c.ModelConfig, "teacher presets by name (`teacher:` selects one)"),
         "students": presets(c.ModelConfig, "student presets by name (`student:`, `f2f.student` select them)"),
