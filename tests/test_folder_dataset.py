@@ -34,6 +34,7 @@ def folder_params(raw: Path, **preset) -> dict:
                                          "depth": 2, "num_heads": 2, "weights": "none"}
     params.update(benchmark="day2night", teacher="tiny_random", student="vit_t6_random", methods=["gkd"])
     params["f2f"]["methods"] = []
+    params["ablation"] = {"methods": [], "random_student": ""}  # its random student is the student here
     return params
 
 
@@ -135,7 +136,10 @@ def test_the_schema_accepts_a_folder_dataset(tmp_path):
 @pytest.mark.slow
 def test_snakemake_runs_the_main_pipeline_on_a_folder_dataset(tmp_path):
     raw, _ = fx.build_folder_dataset(tmp_path / "roads")
-    repo = copy_repo(tmp_path / "repo", folder_params(raw))
+    params = folder_params(raw, train_crops=2)      # 6 day images x 2 crops: 12 training samples
+    for section in ("distill", "adapt"):
+        params[section]["batch_size"] = 8           # a step needs a full batch
+    repo = copy_repo(tmp_path / "repo", params)
     run(["snakemake", "--cores", "2", "results/f2l_table.csv"], cwd=repo, timeout=1500)
     df = pd.read_csv(repo / "results/f2l_table.csv")
     assert df.equals(pd.read_csv(repo / "results/day2night/tiny_random/vit_t6_random/f2l_table.csv"))
@@ -143,7 +147,7 @@ def test_snakemake_runs_the_main_pipeline_on_a_folder_dataset(tmp_path):
     assert df.columns.tolist() == ["Method", "Params (M)", "night", "Avg", "day (source val)"]
     assert df[["night", "Avg", "day (source val)"]].apply(lambda c: c.between(0, 100)).all().all()
     meta = json.loads((repo / "data/prepared/day2night/meta.json").read_text())
-    assert meta["classes"] == fx.FOLDER_CLASSES and meta["splits"]["day"] == {"train": 6, "val": 4}
+    assert meta["classes"] == fx.FOLDER_CLASSES and meta["splits"]["day"] == {"train": 12, "val": 4}
     assert meta["splits"]["night"] == {"test": 4}
     manifest = json.loads((repo / "data/manifests/day2night.json").read_text())
     assert "day" in json.dumps(manifest) and "night" in json.dumps(manifest)  # the raw files are tracked
