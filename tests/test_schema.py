@@ -48,3 +48,8 @@ def test_modules_named_in_params_yaml_exist():
     assert named, "params.yaml names no module (the test would prove nothing)"
     missing = sorted(m for m in named if importlib.util.find_spec(m) is None)
     assert not missing, f"params.yaml names modules that do not exist: {missing}"
+
+
+def test_docs_pages_named_in_params_yaml_exist():
+    named = set(re.findall(r"\bdocs/[\w.-]+\.md\b", (ROOT / "params.yaml").read_text()))
+    assert named and all((ROOT / page).is_file() for page in named), sorted(named)
