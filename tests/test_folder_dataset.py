@@ -71,7 +71,7 @@ def test_domains_need_names_of_their_own():
         real.check_datasets(config.build_datasets({"roads": {**ROADS, "root": "/a", "domains": ["cityscapes"]}}))
     with pytest.raises(ConfigError, match=r"datasets\.gta5: the entry of built-in dataset 'gta5' is its folder"):
         real.check_datasets(config.build_datasets({"gta5": {**ROADS, "root": "/a"}}))
-    with pytest.raises(ConfigError, match=r"unknown dataset 'dusk'; valid choices: .*day.*night"):
+    with pytest.raises(ConfigError, match=r"unknown dataset reader 'dusk'; valid choices: .*day.*night"):
         real.find_reader("dusk", config.build_datasets({"roads": {**ROADS, "root": "/a"}}))
 
 

@@ -318,18 +318,16 @@ def check_folder_dataset(spec: FolderDatasetConfig, where: str) -> FolderDataset
 
 
 def build_datasets(raw: Any) -> dict:
-    """params' ``datasets:``: a known dataset's name -> its folder (str), or a folder dataset's name -> its
-    :class:`FolderDatasetConfig`; no two folder datasets may name the same domain."""
+    """params' ``datasets:``: a known dataset's name -> its folder (str; checked against the readers by
+    ``gkd.data.real.check_datasets``), or a folder dataset's name -> its :class:`FolderDatasetConfig`, checked
+    here; no two folder datasets may name the same domain."""
     raw = _check_type(raw or {}, dict, "datasets")
     out: dict = {}
     owner: dict[str, str] = {}
     for name, value in raw.items():
-        if isinstance(value, str) and value.strip():
+        if not isinstance(value, dict):  # a folder: checked with the reader names by gkd.data.real.check_datasets
             out[name] = value
             continue
-        if not isinstance(value, dict):
-            raise ConfigError(f"datasets.{name}: expected a known dataset's folder (a path) or a folder dataset "
-                              f"(a mapping with root, domains, classes; docs/custom-dataset.md), got {value!r}")
         spec = check_folder_dataset(build(FolderDatasetConfig, value, f"datasets.{name}"), f"datasets.{name}")
         for domain in spec.domains:
             if domain in owner or (domain in raw and domain != name):

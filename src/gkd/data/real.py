@@ -207,7 +207,8 @@ def check_datasets(datasets: dict) -> None:
             continue
         choose("dataset (a key of `datasets`, or a folder dataset: docs/custom-dataset.md)", name, READERS)
         if not isinstance(folder, str) or not folder:
-            raise ConfigError(f"datasets.{name}: expected the dataset's folder as a path, got {folder!r}")
+            raise ConfigError(f"datasets.{name}: expected the dataset's folder as a path (or, for a dataset of your "
+                              f"own, a folder dataset: docs/custom-dataset.md), got {folder!r}")
 
 
 def find_reader(name: str, datasets: dict) -> Reader:
@@ -216,7 +217,7 @@ def find_reader(name: str, datasets: dict) -> Reader:
     if name in custom:
         return custom[name]
     if name not in READERS:
-        raise ConfigError(f"unknown dataset {name!r}; valid choices: {', '.join(sorted({*READERS, *custom}))} "
+        raise ConfigError(f"unknown dataset reader {name!r}; valid choices: {', '.join(sorted({*READERS, *custom}))} "
                           f"(your own data: a folder dataset in `datasets:`, docs/custom-dataset.md)")
     return READERS[name]
 
