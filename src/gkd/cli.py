@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_render_dvc)
 
     b = sub.add_parser("bench", help="speed figures as side-by-side ratios -> results/bench.json")
-    b.add_argument("--out", default=None, help="output JSON (default results/bench.json; --gpu: results/gpu_bench.json)")
+    b.add_argument("--out", default=None,
+                   help="output JSON (default results/bench.json; --gpu: results/gpu_bench.json)")
     b.add_argument("--size", "--image-size", dest="size", type=int, default=None,
                    help="image size (default 112, the benchmark resolution; --gpu: 512)")
     b.add_argument("--batch", "--batch-size", dest="batch", type=int, default=None,
