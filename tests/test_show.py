@@ -96,3 +96,21 @@ def test_numbers_line_up_on_the_decimal_point_and_blanks_stay_blank():
     assert rows[2].index("100") + 3 == rows[0].index(".")               # a whole number ends at the point
     assert rows[0].split() == ["a", "12.6"] and rows[1].split() == ["bb", "8.05", "-0.1"]
     assert show.aligned([]) == ""
+
+
+def test_the_main_command_ends_with_the_table_and_a_verdict_per_stage1_method(tmp_path):
+    from gkd.show import summary
+    (tmp_path / "f2l_table.csv").write_text("Method,Avg,Avg ± images (95 %)\nTeacher,30.9,0.3\n+GKD,15.9,0.2\n")
+    rows = ["Method,phase,domain,term,baseline,mse,r2,r2_init"]
+    for phase, domains in (("1a", ("generic", "sim")), ("1b", ("city", "generic", "sim"))):
+        for d in domains:
+            rows += [f"+GKD,{phase},{d},token,1.0,0.9,0.1,", f"+GKD,{phase},{d},fea,1.0,1.2,-0.2,",
+                     f"+GKD,{phase},{d},patch,1.0,0.5,0.4,", f"+GKD,{phase},{d},cka_teacher,,,0.25,0.17",
+                     f"+GKD,{phase},{d},cka_init,,,0.61,"]
+    (tmp_path / "stage1_fidelity.csv").write_text("\n".join(rows) + "\n")
+    text = summary(tmp_path)
+    assert text.splitlines()[0] == str(tmp_path / "f2l_table.csv") and "+GKD" in text and "bootstrap" in text
+    assert text.splitlines()[-1] == ("+GKD: stage 1 (1b) on held-out sim: 2 of 3 loss terms below the constant baseline "
+                                     "(R² token/fea/patch 0.10/-0.20/0.40); on held-out generic, CKA to the teacher "
+                                     "0.25 (before stage 1 0.17), to its own initialisation 0.61")
+    assert summary(tmp_path / "nothing") == ""
