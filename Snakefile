@@ -19,3 +19,10 @@ rule all:
 
 
 include: "workflow/rules/pipeline.smk"
+
+
+onsuccess:
+    # the main command ends with the table it made and whether stage 1 did its job (nothing on a dry run)
+    from gkd.show import summary
+    if any(str(t).endswith("f2l_table.csv") or t == "all" for t in (workflow.dag_settings.targets or ["all"])):
+        print(summary(), flush=True)

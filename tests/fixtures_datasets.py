@@ -344,6 +344,33 @@ def build_isprs_colour(root: Path, patch: int = 24, seed: int = 9):
     return Path(root), expected
 
 
+# A folder dataset (gkd.data.folder): classes, its label map (raw value -> class index) and how each domain
+# looks (a brightness factor: "night" is darker), written in the layout docs/custom-dataset.md describes.
+FOLDER_CLASSES = ["ground", "wall", "sky"]
+FOLDER_LABEL_MAP = {0: 255, 10: 0, 20: 1, 30: 2}
+FOLDER_COLOURS = [(120, 90, 60), (170, 170, 170), (90, 150, 230)]
+FOLDER_DOMAINS = {"day": 1.0, "night": 0.45}
+
+
+def build_folder_dataset(root: Path, counts: dict[str, int] | None = None, size: tuple[int, int] = (40, 32),
+                         block: int = 8, seed: int = 10) -> tuple[Path, Expected]:
+    """<root>/<domain>/images/<split>/<name>.png (every third one .jpg) + labels/<split>/<name>.png holding the
+    raw values of FOLDER_LABEL_MAP, for every domain of FOLDER_DOMAINS."""
+    counts = counts or {"train": 6, "val": 4}
+    rng, expected = np.random.default_rng(seed), {}
+    for domain, light in FOLDER_DOMAINS.items():
+        for split, n in counts.items():
+            for i in range(n):
+                raw = _blocky(rng, list(FOLDER_LABEL_MAP), size, block).astype(np.uint8)
+                label = mapped(raw, FOLDER_LABEL_MAP)
+                picture = (_picture(rng, label, FOLDER_COLOURS) * light).astype(np.uint8)
+                rel = f"images/{split}/{domain}_{i:03d}.{'jpg' if i % 3 == 2 else 'png'}"
+                save_rgb(Path(root) / domain / rel, picture)
+                save_l(Path(root) / domain / "labels" / split / f"{domain}_{i:03d}.png", raw)
+                _put(expected, domain, split, rel, label)
+    return Path(root), expected
+
+
 BUILDERS = {"gta5": build_gta5, "synthia": build_synthia, "urbansyn": build_urbansyn,
             "cityscapes": build_cityscapes, "bdd100k": build_bdd100k, "mapillary": build_mapillary,
             "acdc": build_acdc, "potsdam": build_potsdam, "vaihingen": build_vaihingen}

@@ -15,7 +15,7 @@ LAYERS = [
     ("methods and training", ["gkd.methods", "gkd.features", "gkd.train", "gkd.task", "gkd.fidelity", "gkd.pretrain",
                               "gkd.initialise", "gkd.validate", "gkd.tables", "gkd.plots", "gkd.predict"]),
     ("stages", ["gkd.stages"]),
-    ("tools", ["gkd.cli", "gkd.dag", "gkd.bench", "gkd.bench_gpu", "gkd.schema", "gkd.check_data"]),
+    ("tools", ["gkd.cli", "gkd.dag", "gkd.bench", "gkd.bench_gpu", "gkd.schema", "gkd.check_data", "gkd.show"]),
 ]
 SELF_REGISTRATION = {"gkd.data.readers"}
 

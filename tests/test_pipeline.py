@@ -46,9 +46,11 @@ def check_table(path):
     df = pd.read_csv(path)
     assert df["Method"].tolist() == ["Teacher", "Student-only", "+GKD"]
     assert df.columns.tolist() == ["Method", "Params (M)", "city", "night", "fog", "rain", "snow", "Avg",
-                                   "sim (source val)"]
-    scores = df.drop(columns=["Method", "Params (M)"]).to_numpy()
+                                   "Avg ± images (95 %)", "Avg sd over seeds", "runs", "sim (source val)"]
+    scores = df[["city", "night", "fog", "rain", "snow", "Avg", "sim (source val)"]].to_numpy()
     assert ((scores >= 0) & (scores <= 100)).all()
+    assert (df["Avg ± images (95 %)"] >= 0).all() and (df["Avg ± images (95 %)"] < 20).all()
+    assert df["runs"].isna().all()  # the committed reference spread of the default config names no tiny run
     assert abs(df["Avg"] - df[["city", "night", "fog", "rain", "snow"]].mean(axis=1)).max() < 0.02
     return df
 
@@ -62,8 +64,12 @@ def test_snakemake_runs_the_whole_dag(snakemake_repo):
         assert (snakemake_repo / png).stat().st_size > 10_000
     fidelity = pd.read_csv(snakemake_repo / "results/stage1_fidelity.csv")
     assert set(fidelity["domain"]) == {"sim", "generic", "city", "night", "fog", "rain", "snow"}
-    assert set(fidelity["term"]) == {"token", "fea", "patch", "probe_patch"} and set(fidelity["phase"]) == {"1a", "1b"}
-    losses, probe = fidelity[fidelity["term"] != "probe_patch"], fidelity[fidelity["term"] == "probe_patch"]
+    assert set(fidelity["term"]) == {"token", "fea", "patch", "probe_patch", "cka_teacher", "cka_init"}
+    assert set(fidelity["phase"]) == {"1a", "1b"}
+    losses = fidelity[fidelity["term"].isin(["token", "fea", "patch"])]
+    probe = fidelity[fidelity["term"] == "probe_patch"]
+    cka = fidelity[fidelity["term"].str.startswith("cka")]
+    assert ((cka["r2"] >= 0) & (cka["r2"] <= 1 + 1e-6)).all()
     assert (losses["baseline"] > 0).all() and fidelity["r2"].notna().all()
     assert probe["r2_init"].notna().all()  # the linear probe beside the heads' terms, before and after stage 1
     assert set(map(tuple, probe[["phase", "domain"]].values)) == set(map(tuple, losses[["phase", "domain"]].values))
@@ -213,7 +219,7 @@ def test_seeds_and_budget_tables(opt_in_runs):
     assert seeds["Method"].tolist() == ["Teacher", "Student-only", "+GKD"]
     assert seeds["n"].tolist() == [1, 2, 2]
     only = seeds.set_index("Method").loc["Student-only"]
-    assert only["CI low"] <= only["ΔAvg vs GKD"] <= only["CI high"]
+    assert only["CI low"] <= only["GKD − method"] <= only["CI high"]
     assert pd.read_csv(smk / "results/f2f_seeds.csv")["Method"].tolist() == ["Teacher", "+GKD"]
     # the seeds differ (a seed reaches the student-side stages) and seed 0 is the single-seed table's run
     runs = [json.loads((smk / p).read_text())["avg"] for p in (f"metrics/{NS}/gkd.json", f"metrics/{NS}/seed1/gkd.json")]
@@ -228,6 +234,13 @@ def test_seeds_and_budget_tables(opt_in_runs):
     assert steps[1] == 2 * steps[0], steps
     assert (smk / f"plots/{NS}/f2l_seeds.png").stat().st_size > 10_000
     assert (dvc / f"plots/{NS}/budget_curve.png").stat().st_size > 10_000
+    # the spread each row of the single-seed table can show, and the label-free check of every stage-1 run
+    spread = pd.read_csv(smk / f"results/{NS}/f2l_spread.csv").set_index("Method")
+    assert spread.loc["+GKD", "runs"] == 2 and abs(spread.loc["+GKD", "sd"] - pd.Series(runs).std()) < 0.01
+    check = pd.read_csv(smk / f"results/{NS}/f2l_stage1_check.csv")
+    assert check["seed"].tolist() == [0, 1] and check["Avg"].round(4).tolist() == pd.Series(runs).round(4).tolist()
+    assert ((check["cka_init"] > 0) & (check["cka_init"] <= 1 + 1e-6)).all()
+    assert (smk / f"plots/{NS}/f2l_stage1_check.png").stat().st_size > 10_000
 
 
 def test_snakemake_runs_of_two_students_coexist(opt_in_runs):

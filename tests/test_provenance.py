@@ -121,14 +121,33 @@ def test_a_stage_run_writes_its_record_with_hashes_versions_and_cpu(tmp_path):
 def test_git_state_says_commit_and_dirty(tmp_path, dirty):
     run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
     run("init", "-q")
-    (tmp_path / "f").write_text("x")
-    run("add", "f")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.py").write_text("x")
+    (tmp_path / "params.yaml").write_text("seed: 0")
+    run("add", "src/f.py", "params.yaml")
     run("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c")
+    (tmp_path / "params.yaml").write_text("seed: 1")  # params are DVC's and Snakemake's to track, not code
     if dirty:
-        (tmp_path / "f").write_text("y")
+        (tmp_path / "src" / "f.py").write_text("y")
     state = provenance.git_state(tmp_path)
     assert len(state["commit"]) == 40 and state["dirty"] is dirty
+    (tmp_path / "src" / "new.py").write_text("z")  # a new source file is a code change too
+    assert provenance.git_state(tmp_path)["dirty"] is True
 
 
 def test_git_state_outside_a_checkout_is_unknown(tmp_path):
     assert provenance.git_state(tmp_path) == {"commit": None, "dirty": None}
+
+
+def test_the_report_refuses_rows_of_uncommitted_code_unless_allowed_and_names_the_commits():
+    from gkd.errors import ConfigError
+    from gkd.stages.report import provenance_footer
+    clean = {"provenance": {"commit": "a" * 40, "dirty": False}}
+    older = {"provenance": {"commit": "b" * 40, "dirty": False}}
+    dirty = {"provenance": {"commit": "a" * 40, "dirty": True}}
+    assert provenance_footer([clean, clean], [Path("x"), Path("y")], False) == "rows made at commit aaaaaaaaaa"
+    assert provenance_footer([clean, older, clean], [Path("x")] * 3, False) == \
+        "rows made at commit aaaaaaaaaa (2 rows), bbbbbbbbbb (1 rows)"
+    with pytest.raises(ConfigError, match="uncommitted code .*y.json"):
+        provenance_footer([clean, dirty], [Path("x.json"), Path("y.json")], False)
+    assert provenance_footer([clean, dirty], [Path("x"), Path("y")], True).endswith("1 rows by uncommitted code (allowed)")

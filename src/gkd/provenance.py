@@ -88,16 +88,21 @@ def digest(path: str | os.PathLike, known: dict | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- environment
+CODE_PATHS = ("src", "workflow", "Snakefile", "pyproject.toml", "constraints.txt")
+
+
 def git_state(root: Path = Path(".")) -> dict:
-    """The commit of the code and whether tracked files differ from it (None where this is no git checkout)."""
+    """The commit of the code and whether the code differs from it — a changed or new file among ``CODE_PATHS``;
+    params files, metrics and figures change in every pipeline run and are tracked by DVC / Snakemake
+    themselves (None where this is no git checkout)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=root, capture_output=True,
                               text=True, timeout=10)
         commit = head.stdout.strip() if head.returncode == 0 and head.stdout.strip() else None
         dirty = None
         if commit:
-            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, timeout=30).stdout
+            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", *CODE_PATHS],
+                                    cwd=root, capture_output=True, text=True, timeout=30).stdout
             dirty = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
@@ -119,6 +124,13 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def summary() -> dict:
+    """The short form a metrics file carries: commit, whether the code was modified, torch, device, threads."""
+    env = environment()
+    return {**git_state(), "torch": env["packages"]["torch"],
+            "device": env.get("gpu") or f"{env['cpu']} ({env.get('cpu_capability')})", "threads": env.get("threads")}
 
 
 def environment() -> dict:

@@ -1,7 +1,8 @@
 """The `real` benchmark adapter: raw dataset folders → the records the prepare stage writes.
 
-A benchmark names its source reader(s) and target readers (``gkd.data.readers``); every dataset
-lives in the folder params' ``datasets:`` gives for it, else at ``<bench.root>/<reader.folder>``.
+A benchmark names its source reader(s) and target readers (``gkd.data.readers``, or the domains of a
+folder dataset: ``gkd.data.folder``); every dataset lives in the folder params' ``datasets:`` gives for
+it, else at ``<bench.root>/<reader.folder>`` (a folder dataset's domain: at ``<its root>/<domain>``).
 ``select`` decides *which* samples form each split (for ``gkd check-data`` and the ``manifest`` stage
 too); the adapter brings them to the working resolution:
 
@@ -35,9 +36,10 @@ from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import numpy as np
 
-from gkd.config import BenchmarkConfig, ConfigError, choose
+from gkd.config import BenchmarkConfig, ConfigError, FolderDatasetConfig, choose
 from gkd.data.adapters import register_adapter
-from gkd.data.readers import READERS, DataError, Reader, Sample, _safe, get_reader
+from gkd.data.folder import FolderReader, folder_readers
+from gkd.data.readers import READERS, DataError, Reader, Sample, _safe
 from gkd.errors import GKDError
 
 log = logging.getLogger("gkd.data")
@@ -190,17 +192,42 @@ def _check_readers(sources: list[Reader], targets: list[Reader]) -> None:
                               f"cannot be a target")
 
 
-def check_datasets(datasets: dict[str, str]) -> None:
-    """params' ``datasets:`` names known datasets, each with a folder (checked by `prepare` for every
-    adapter, so a typo is reported before any work even where the entry would be unused)."""
+def check_datasets(datasets: dict) -> None:
+    """params' ``datasets:`` names known datasets, each with a folder, and folder datasets whose domains are
+    not named like a known dataset (checked at plan time for every adapter, ``gkd.validate``, so a typo is
+    reported before any work even where the entry would be unused; and by the real adapter)."""
     for name, folder in datasets.items():
-        choose("dataset (a key of `datasets`)", name, READERS)
+        if isinstance(folder, FolderDatasetConfig):
+            if name in READERS:
+                raise ConfigError(f"datasets.{name}: the entry of built-in dataset {name!r} is its folder (a path); "
+                                  f"a folder dataset needs a name of its own")
+            clash = sorted(set(folder.domains) & set(READERS))
+            if clash:
+                raise ConfigError(f"datasets.{name}.domains: {', '.join(clash)} is the name of a built-in dataset; "
+                                  f"give the domain folder another name")
+            continue
+        choose("dataset (a key of `datasets`, or a folder dataset: docs/custom-dataset.md)", name, READERS)
         if not isinstance(folder, str) or not folder:
-            raise ConfigError(f"datasets.{name}: expected the dataset's folder as a path, got {folder!r}")
+            raise ConfigError(f"datasets.{name}: expected the dataset's folder as a path (or, for a dataset of your "
+                              f"own, a folder dataset: docs/custom-dataset.md), got {folder!r}")
 
 
-def dataset_dir(reader: Reader, root: Optional[str], datasets: dict[str, str]) -> Path:
-    """Where a dataset lives: its entry in params' ``datasets:``, else ``<benchmark root>/<its usual folder>``."""
+def find_reader(name: str, datasets: dict) -> Reader:
+    """The reader of a dataset a benchmark names: a built-in one, or a domain of a folder dataset."""
+    custom = folder_readers(datasets)
+    if name in custom:
+        return custom[name]
+    if name not in READERS:
+        raise ConfigError(f"unknown dataset reader {name!r}; valid choices: {', '.join(sorted({*READERS, *custom}))} "
+                          f"(your own data: a folder dataset in `datasets:`, docs/custom-dataset.md)")
+    return READERS[name]
+
+
+def dataset_dir(reader: Reader, root: Optional[str], datasets: dict) -> Path:
+    """Where a dataset lives: a folder dataset's domain at ``<its root>/<domain>``; a built-in dataset at its
+    entry in params' ``datasets:``, else ``<benchmark root>/<its usual folder>``."""
+    if isinstance(reader, FolderReader):
+        return reader.home
     if reader.name in datasets:
         return Path(datasets[reader.name]).expanduser()
     if not root:
@@ -355,8 +382,8 @@ def select(bench: BenchmarkConfig, datasets: dict[str, str], skip_bad: bool) -> 
     ``generic/train`` part holding just that error.
     """
     check_datasets(datasets)
-    sources = [get_reader(name) for name in bench.source.split("+")]
-    targets = [get_reader(name) for name in bench.targets]
+    sources = [find_reader(name, datasets) for name in bench.source.split("+")]
+    targets = [find_reader(name, datasets) for name in bench.targets]
     _check_readers(sources, targets)
 
     def listing(reader: Reader, split: str, cap: Optional[int], where: tuple[str, str]) -> Listing:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gkd import io, train
+from gkd import io, provenance, train
 from gkd.errors import ConfigError
 from gkd.data.prepared import SegmentationSplit, read_meta, to_float
 from gkd.metrics import confusion, iou_from_confusion
@@ -94,6 +94,7 @@ def run(cfg, model_dir: Path, data: Path, out: Path, name: str, per_image_out: P
         log.info("%s %s/%s: mIoU %.2f", name, domain, split, miou)
     result["avg"] = round(float(np.mean([result["domains"][t] for t in meta.targets])), 4)
     result["source"] = result["domains"].get(meta.source)
+    result["provenance"] = provenance.summary()  # the code and machine behind the numbers (gkd.provenance)
     if acc.is_main_process:
         io.write_json(out, result)
         if per_image_out is not None:

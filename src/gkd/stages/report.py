@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +29,22 @@ READS = common.Reads("seed", "methods", "f2f.methods", "ablation", methods="labe
 
 def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png: Path | None,
         title: str, setting: str = "f2l", stage1: list[Path] = (), fidelity_csv: Path | None = None,
-        fidelity_png: Path | None = None, per_image: list[Path] = (), spread: Path | None = None) -> pd.DataFrame:
+        fidelity_png: Path | None = None, per_image: list[Path] = (), spread: Path | None = None,
+        allow_dirty: bool = False) -> pd.DataFrame:
     loaded = [json.loads(Path(p).read_text()) for p in metrics]
     expected = expected_rows(cfg, setting)
     if [m["name"] for m in loaded] != expected:
         raise ConfigError(f"report rows {[m['name'] for m in loaded]} do not match params.yaml's {expected}: "
                           f"dvc.yaml is stale after a change of the method lists; run `gkd dag`")
+    footer = provenance_footer(loaded, metrics, allow_dirty)
+    log.info("%s", footer)
     df = table([(row_label(cfg, m["name"]), m) for m in loaded])
     if per_image:
         df = with_spread(df, loaded, per_image, spread, cfg.seed)
     io.write_text(out_csv, df.to_csv(index=False))
     log.info("\n%s", df.to_string(index=False))
     if out_png is not None:
-        plots.table_figure(df, out_png, title)
+        plots.table_figure(df, out_png, f"{title}\n{footer}")
     if radar_png is not None:
         plots.radar(df, list(loaded[0]["targets"]) + ["Avg"], radar_png, f"{title}\nmIoU (%) per unseen domain")
     if stage1 and fidelity_csv is not None:
@@ -53,6 +57,24 @@ def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png
             plots.fidelity(last, list(loaded[0]["targets"]), fidelity_png,
                            f"{title}\nstage-1 fidelity to the teacher on held-out images (R², 1 = the teacher)")
     return df
+
+
+def provenance_footer(loaded: list[dict], paths: list[Path], allow_dirty: bool) -> str:
+    """Which code made the rows (each metrics file's ``provenance``). Rows made by modified, uncommitted code
+    cannot be traced to a commit: refused unless ``allow_dirty`` (``--allow-dirty`` or GKD_ALLOW_DIRTY=1), and
+    then the footer says so. Rows of several commits are named with their counts (a row that an edit elsewhere
+    did not touch is legitimately reused from an earlier commit)."""
+    dirty = [str(p) for m, p in zip(loaded, paths) if (m.get("provenance") or {}).get("dirty")]
+    if dirty and not allow_dirty:
+        raise ConfigError(f"report: {len(dirty)} rows were made by modified, uncommitted code ({', '.join(dirty[:3])}"
+                          f"{' ...' if len(dirty) > 3 else ''}): commit and rerun them, or allow it with "
+                          f"GKD_ALLOW_DIRTY=1 (the table then says so)")
+    commits: dict[str, int] = {}
+    for m in loaded:
+        c = (m.get("provenance") or {}).get("commit")
+        commits[c[:10] if c else "unknown"] = commits.get(c[:10] if c else "unknown", 0) + 1
+    text = "rows made at commit " + ", ".join(f"{c} ({n} rows)" if len(commits) > 1 else c for c, n in commits.items())
+    return text + (f"; {len(dirty)} rows by uncommitted code (allowed)" if dirty else "")
 
 
 IMAGES_COLUMN = "Avg ± images (95 %)"
@@ -96,10 +118,12 @@ def main(argv=None) -> None:
             help="per-image counts of every row, same order as --metrics (the images' bootstrap spread)")
     p.input("--spread", type=Path, default=None,
             help="measured seed spread per row (results/reference_spread.csv, from the multi-seed runs)")
+    p.add_argument("--allow-dirty", action="store_true", default=os.environ.get("GKD_ALLOW_DIRTY") == "1",
+                   help="accept rows made by uncommitted code (default: the GKD_ALLOW_DIRTY=1 environment variable)")
     args = p.parse_args(argv)
     cfg = common.setup(args, READS, ("benchmark", "teacher", "student"))
     run(cfg, args.metrics, args.out, args.plot, args.radar, title(cfg, args.setting), args.setting, args.stage1,
-        args.fidelity_out, args.fidelity_plot, args.per_image, args.spread)
+        args.fidelity_out, args.fidelity_plot, args.per_image, args.spread, args.allow_dirty)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gkd import io
+from gkd.show import summary
 from gkd.stages.args import CURRENT, StageParser, record_provenance
 
 
@@ -28,6 +29,8 @@ def main(argv=None) -> None:
         io.write_text(dst, src.read_text())
     CURRENT.update(args=args)
     record_provenance()
+    if any(dst.name == "f2l_table.csv" for dst in args.out):  # what `dvc repro` shows as this stage's output
+        print(summary(args.out[0].parent), flush=True)
 
 
 if __name__ == "__main__":
