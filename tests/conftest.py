@@ -39,7 +39,11 @@ def copy_repo(dest: Path, params: dict | None = None) -> Path:
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=test"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run(git + ["add", "-A"], cwd=dest, check=True)
-    subprocess.run(git + ["commit", "-qm", "copy"], cwd=dest, check=True)
+    # a fixed date: two copies of the same files get the same commit, which the metrics' provenance records
+    # (so workspaces built side by side by the two front-ends give identical metrics files)
+    date = "2026-01-01T00:00:00+00:00"
+    fixed = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    subprocess.run(git + ["commit", "-qm", "copy"], cwd=dest, check=True, env=fixed)
     return dest
 
 
