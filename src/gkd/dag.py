@@ -52,7 +52,7 @@ FEATURES = f"features/{TEACHER_NS}"
 TEACHER_TASK = f"models/{TEACHER_NS}/teacher_task"
 TEACHER_METRICS = f"metrics/{TEACHER_NS}/teacher.json"
 TEACHER_PER_IMAGE = f"metrics/{TEACHER_NS}/per_image/teacher.npz"
-# each table row's seed spread as measured by the multi-seed runs (committed; results/README: how to update it)
+# each table row's seed spread as measured by the multi-seed runs (committed; docs/results.md says how it was measured)
 REFERENCE_SPREAD = {"f2l": "results/reference_spread.csv", "f2f": "results/reference_spread_f2f.csv"}
 # the stages that cache teacher signals (gkd.features.SIGNALS[...].stage) → the flag and folder a KD method's
 # task training reads them from, in command order
