@@ -1,0 +1,61 @@
+"""Label-free stage-1 checks against target Avg over stage-1 runs made outside the DAG (a lever screen).
+
+Each run is a folder holding ``stage1/fidelity.json`` (the distill stage's output) and ``metrics.json`` (its
+stage 2 evaluated); name them RECIPE=FOLDER:
+
+    python benchmarks/stage1_screen.py --runs base=ws/exp/base/gkd-s0 base=ws/exp/base/gkd-s1 ... \
+        --out results/stage1_screen.csv --plot docs/stage1_screen.png
+
+Writes one row per run (recipe, folder, target Avg, sim val, the checks) and the figure of target Avg against
+each check with Spearman's rho (``gkd.plots.stage1_check``). Target Avg is reported here, never used to choose.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from gkd import io, plots  # noqa: E402
+
+# (column, label): what each phase's fidelity says on held-out generic / sim images
+CHECKS = [("generic_fea_r2_1a", "1a: R² of the fea term on held-out generic"),
+          ("generic_cka_init", "after stage 1: CKA to the initialisation (generic)"),
+          ("generic_cka_teacher", "after stage 1: CKA to the teacher (generic)"),
+          ("sim_probe", "after stage 1: linear probe R² (sim)")]
+
+
+def row(recipe: str, folder: Path) -> dict:
+    fid = json.loads((folder / "stage1" / "fidelity.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    phases = fid["phases"]
+    last = phases[list(phases)[-1]]
+    first = phases.get("1a", {}).get("domains", {}).get("generic", {})
+    return {"Method": recipe, "run": str(folder), "Avg": metrics["avg"], "sim val": metrics["source"],
+            "generic_fea_r2_1a": first.get("fea", {}).get("r2", float("nan")),
+            "generic_cka_init": last["probe"]["generic"]["cka_init"],
+            "generic_cka_teacher": last["probe"]["generic"]["cka_teacher"],
+            "sim_probe": last["probe"]["sim"]["probe_patch"]}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", nargs="+", required=True, help="RECIPE=FOLDER, one per stage-1 run")
+    p.add_argument("--out", type=Path, default=Path("results/stage1_screen.csv"))
+    p.add_argument("--plot", type=Path, default=Path("docs/stage1_screen.png"))
+    args = p.parse_args(argv)
+    bad = [r for r in args.runs if "=" not in r]
+    if bad:
+        p.error(f"--runs takes RECIPE=FOLDER, got {bad[0]!r}")
+    df = pd.DataFrame([row(recipe, Path(folder)) for recipe, folder in (r.split("=", 1) for r in args.runs)])
+    io.write_text(args.out, df.round(4).to_csv(index=False))
+    plots.stage1_check(df, CHECKS, args.plot, f"GKD stage-1 runs of the lever screen ({len(df)} runs): "
+                                               "label-free checks against target Avg")
+    print(df.round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
