@@ -69,6 +69,7 @@ def test_hash_mismatch_names_both_hashes_and_where_each_came_from(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # it calls the teacher_weights stage's main (refused before compute, but a stage all the same)
 def test_wrong_architecture_is_one_line_from_the_stage(tmp_path, capsys):
     from gkd.stages import common, teacher_weights
     file = save_model(tmp_path / "deit.safetensors", "deit_tiny_patch16_224", embed_dim=48, depth=3)
