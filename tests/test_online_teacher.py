@@ -2,6 +2,7 @@
 gets — the same targets as the cache for the same view, deterministic under a seed, and no cache in the DAG."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -142,15 +143,15 @@ def test_dag_reads_the_cache_for_stage1_only_in_cache_mode(tiny_cfg):
     from conftest import tiny_params
     from gkd import dag
 
-    def stages(mode=None, preset=None, methods=None):
+    def stages(mode=None, adapter=None, methods=None):
         params = tiny_params()
         if mode:
             params["teacher_features"]["mode"] = mode
-        if preset:
-            params["benchmarks"]["synthetic"]["teacher_mode"] = preset
         if methods:
             params["methods"] = methods
         cfg = from_dict(params)
+        if adapter:  # what `auto` resolves by; the tiny models are only valid on the synthetic benchmark
+            cfg = dataclasses.replace(cfg, benchmark=dataclasses.replace(cfg.benchmark, adapter=adapter))
         return cfg, {s.name: s for s in dag.stages(cfg, dag.shapes_of(cfg))}
 
     cfg, cached = stages()
@@ -159,14 +160,15 @@ def test_dag_reads_the_cache_for_stage1_only_in_cache_mode(tiny_cfg):
     assert dag.TEACHER in cached["distill-gkd"].deps and "teacher_features" in cached["distill-gkd"].params
     assert "teacher_features" in cached and "views" in cached["distill-gkd"].params
 
-    for cfg, online in (stages(mode="online"), stages(mode="cache", preset="online")):
+    assert stages(mode="auto")[0].teacher_mode == "cache"  # auto: the synthetic benchmark caches
+    for cfg, online in (stages(mode="online"), stages(mode="auto", adapter="real")):
         assert cfg.teacher_mode == "online"
         distill = online["distill-gkd"]
         assert dag.FEATURES not in distill.deps and dag.TEACHER in distill.deps
         assert ("--teacher-weights", dag.TEACHER) in distill.flags and "teacher_features" in distill.params
         assert "teacher_features" not in online                  # nothing else reads the cache: not built
         assert all(dag.FEATURES not in s.deps for s in online.values())
-    assert stages(mode="online", preset="cache")[0].teacher_mode == "cache"  # the preset wins
+    assert stages(mode="cache", adapter="real")[0].teacher_mode == "cache"  # an explicit mode wins over auto
 
     # a feature-KD method still reads the cache in its task training; a logit-KD method reads teacher_task only
     _, with_kd = stages(mode="online", methods=["vanilla_kd", "vitkd", "gkd"])
@@ -179,8 +181,9 @@ def test_dag_reads_the_cache_for_stage1_only_in_cache_mode(tiny_cfg):
 def test_bad_teacher_mode_or_augmentation_is_one_clear_error():
     from conftest import tiny_params
     for section, key, value, message in [
-            ("teacher_features", "mode", "onlin", "unknown teacher_features.mode 'onlin'; valid choices: cache, online"),
-            ("synthetic", "teacher_mode", "both", "unknown benchmarks.synthetic.teacher_mode 'both'; valid choices"),
+            ("teacher_features", "mode", "onlin", "unknown teacher_features.mode 'onlin'; valid choices: auto, cache, online"),
+            ("synthetic", "teacher_mode", "online", "benchmarks.synthetic.teacher_mode: the key is gone; stage 1's "
+                                                      "teacher is set by teacher_features.mode alone"),
             ("augment", "crop_scale", [0.5, 2.0], "teacher_features.augment.crop_scale must be [min, max]"),
             ("augment", "erasing", 1.5, "teacher_features.augment.erasing is a probability in [0, 1], got 1.5")]:
         params = tiny_params()

@@ -44,7 +44,6 @@ class BenchmarkConfig:
     root: Optional[str] = None            # raw data root of real benchmarks: each dataset in root/<its folder>
     skip_bad: bool = False                # real data: skip (and report) bad samples instead of stopping
     train_crops: int = 1                  # real data: square crops per source image (short side = image_size)
-    teacher_mode: Optional[str] = None    # stage 1's teacher for this benchmark: cache | online (None: teacher_features.mode)
     generic_folder: Optional[str] = None  # real data: unlabelled images for stage 1a (the paper: ImageNet train); None: no 1a
 
 
@@ -150,7 +149,7 @@ class ViewsConfig:
         return self
 
 
-TEACHER_MODES = ("cache", "online")
+TEACHER_MODES = ("auto", "cache", "online")
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,8 @@ class AugmentConfig:
 class FeaturesConfig:
     """The teacher's signals: ``cache`` runs it once per fixed view (stage `teacher_features`, ``views``);
     ``online`` runs it inside stage 1 on a fresh ``augment`` view per step (no cache for stage 1)."""
-    mode: str                       # cache | online (a benchmark preset's `teacher_mode` overrides it)
+    mode: str                       # auto | cache | online (auto: cache for the synthetic benchmark, online for
+                                    # real ones, whose 512-px views would make a cache of many GB)
     batch_size: int                 # views per teacher forward
     shard_size: int                 # images (x views) per fp16 shard file of the cache
     augment: AugmentConfig          # online mode: the stage-1 augmentation both models see
@@ -409,9 +409,12 @@ class Config:
 
     @property
     def teacher_mode(self) -> str:
-        """Where stage 1's teacher targets come from: the benchmark preset's ``teacher_mode``, else
-        ``teacher_features.mode`` (``cache`` | ``online``)."""
-        return self.benchmark.teacher_mode or self.teacher_features.mode
+        """Where stage 1's teacher targets come from, ``cache`` or ``online``: ``teacher_features.mode``,
+        with ``auto`` resolved by the benchmark's adapter (synthetic: cache; real data: online)."""
+        mode = self.teacher_features.mode
+        if mode != "auto":
+            return mode
+        return "cache" if self.benchmark.adapter == "synthetic" else "online"
 
 
 def for_run(cfg: Config, seed: Optional[int] = None, budget: Optional[int] = None) -> Config:
@@ -614,13 +617,15 @@ def from_dict(raw: dict) -> Config:
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise ConfigError(f"params: missing key(s) {', '.join(missing)}")
+    for k, v in raw["benchmarks"].items():
+        if isinstance(v, dict) and "teacher_mode" in v:
+            raise ConfigError(f"benchmarks.{k}.teacher_mode: the key is gone; stage 1's teacher is set by "
+                              f"teacher_features.mode alone (auto: cache for synthetic, online for real data; "
+                              f"or cache / online)")
     benchmarks = {k: build(BenchmarkConfig, v, f"benchmarks.{k}") for k, v in raw["benchmarks"].items()}
     for k, b in benchmarks.items():
         check_token_grid(b, f"benchmarks.{k}")
         check_generic_stream(b, f"benchmarks.{k}")
-    for k, b in benchmarks.items():
-        if b.teacher_mode is not None:
-            choose(f"benchmarks.{k}.teacher_mode", b.teacher_mode, TEACHER_MODES)
     teachers = {k: build(ModelConfig, v, f"teachers.{k}") for k, v in raw["teachers"].items()}
     students = {k: build(ModelConfig, v, f"students.{k}") for k, v in raw["students"].items()}
     method_configs = {k: build(MethodConfig, v, f"method_configs.{k}", extra_field="options")

@@ -4,7 +4,7 @@ Two phases, as the official code's two runs, each with fresh heads, a fresh opti
 cosine schedule: 1a on the generic stream (if the benchmark has one and ``distill.generic_epochs`` > 0),
 then 1b on the source training images — images only, no labels. The target of every step is the
 teacher's output on exactly the view the student gets, from one of two sources (``gkd.features``),
-chosen by ``teacher_features.mode`` (a benchmark preset's ``teacher_mode`` overrides it):
+chosen by ``teacher_features.mode`` (``auto``: cache for the synthetic benchmark, online for real data):
 
 * ``cache`` (``--features``): the teacher_features cache of a fixed set of views per image
   (``gkd.data.views``); the teacher is never run here;
@@ -39,7 +39,7 @@ from gkd.models.artifacts import load_backbone, save_backbone
 from gkd.stages import common
 
 log = logging.getLogger(__name__)
-READS = common.Reads("seed", "benchmark.patch_size", "benchmark.adapter", "benchmark.teacher_mode", "student", "views",
+READS = common.Reads("seed", "benchmark.patch_size", "benchmark.adapter", "student", "views",
                      "teacher_features", "distill", "evaluate.batch_size", "runtime", methods="selected")
 
 
@@ -72,13 +72,13 @@ def teacher_input(cfg, features_dir: Path | None, teacher_dir: Path | None) -> P
     given = {"cache": (features_dir, "--features"), "online": (teacher_dir, "--teacher-weights")}
     path, flag = given[mode]
     if path is None:
-        where = (f"benchmarks.{cfg.benchmark_name}.teacher_mode" if cfg.benchmark.teacher_mode
-                 else "teacher_features.mode")
+        stated = (repr(mode) if cfg.teacher_features.mode == mode
+                  else f"'auto', so {mode!r} for a {cfg.benchmark.adapter} benchmark,")
         other = "online" if mode == "cache" else "cache"
-        raise ConfigError(f"distill: {where} is {mode!r}, which reads {flag}, but this command was declared for "
-                          f"the {other} mode (a dvc.yaml rendered for another benchmark, e.g. before `-S "
-                          f"benchmark=...`): select the benchmark in params.yaml and run `gkd dag`, or set {where}: "
-                          f"{other}")
+        raise ConfigError(f"distill: teacher_features.mode is {stated} which reads {flag}, but this command was "
+                          f"declared for the {other} mode (a dvc.yaml rendered for another benchmark, e.g. before "
+                          f"`-S benchmark=...`): select the benchmark in params.yaml and run `gkd dag`, or set "
+                          f"teacher_features.mode: {other}")
     return path
 
 
