@@ -23,12 +23,15 @@ from gkd.methods.representation import RepresentationDistiller, RepresentationOp
 class GKDOptions(RepresentationOptions):
     qsd: bool = True            # False: plain LayerNorm+Linear heads (ablation)
     qsd_temperature: float = 1.0  # divides the QSD attention logits (1: the paper, no scaling)
+    qsd_query_init: str = "random"  # random | zero (every run starts from uniform routing)
     mask: bool = True           # False: the "masked" view is the unmasked one (ablation)
     stage2: str = "frozen"      # frozen | finetune (ablation)
 
     def __post_init__(self):
         super().__post_init__()
         choose("stage2 mode (method_configs.*.stage2)", self.stage2, ("frozen", "finetune"))
+        choose("QSD query initialisation (method_configs.*.qsd_query_init)", self.qsd_query_init,
+               ("random", "zero"))
         if not self.qsd_temperature > 0:
             raise ConfigError(f"qsd_temperature must be > 0, got {self.qsd_temperature}")
 
@@ -43,7 +46,8 @@ class GKD(LabelFreeMethod):
         o = self.options
         if not o.mask and student.mask_token is not None:
             student.mask_token.requires_grad_(False)
-        return RepresentationDistiller(student, teacher_dim, o.qsd, o.weights, o.qsd_temperature)
+        return RepresentationDistiller(student, teacher_dim, o.qsd, o.weights, o.qsd_temperature,
+                                       qsd_query_init=o.qsd_query_init)
 
     @property
     def mask_ratio(self) -> float:

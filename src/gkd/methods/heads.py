@@ -24,13 +24,23 @@ class QSDHead(nn.Module):
     projection — as in the paper. Each output token is thus a soft mixture of the student's own
     projected tokens, routed by where the teacher says that token's content lives. ``temperature`` divides
     the logits (1: the paper; √D_t: a transformer's usual scaling, a softer routing).
+
+    ``query_init="zero"`` starts the query projection at zero, so every run starts from the same (uniform)
+    routing and learns it from the data: with raw teacher keys the logits are large, and a random query
+    starts a near one-hot routing whose softmax passes almost no gradient — which positions it picks is
+    then the seed's draw (docs/results.md, 'Levers').
     """
 
-    def __init__(self, student_dim: int, teacher_dim: int, temperature: float = 1.0):
+    def __init__(self, student_dim: int, teacher_dim: int, temperature: float = 1.0, query_init: str = "random"):
         super().__init__()
         self.temperature = temperature
         self.query = nn.Sequential(nn.LayerNorm(student_dim), nn.Linear(student_dim, teacher_dim))
         self.value = nn.Sequential(nn.LayerNorm(student_dim), nn.Linear(student_dim, teacher_dim))
+        if query_init == "zero":
+            nn.init.zeros_(self.query[1].weight)
+            nn.init.zeros_(self.query[1].bias)
+        elif query_init != "random":
+            raise ValueError(f"query_init must be 'random' or 'zero', got {query_init!r}")
 
     def attention(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """B×N_s×N_t row-stochastic routing weights."""

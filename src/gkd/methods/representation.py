@@ -49,13 +49,14 @@ class RepresentationDistiller(nn.Module):
     """
 
     def __init__(self, student: nn.Module, teacher_dim: int, qsd: bool, weights: dict[str, float],
-                 qsd_temperature: float = 1.0, patch_loss_masked_only: bool = False):
+                 qsd_temperature: float = 1.0, patch_loss_masked_only: bool = False,
+                 qsd_query_init: str = "random"):
         super().__init__()
         self.student = student
         self.token_head = LinearHead(student.embed_dim, teacher_dim)
         if qsd:
-            self.fea_head = QSDHead(student.embed_dim, teacher_dim, qsd_temperature)
-            self.patch_head = QSDHead(student.embed_dim, teacher_dim, qsd_temperature)
+            self.fea_head = QSDHead(student.embed_dim, teacher_dim, qsd_temperature, qsd_query_init)
+            self.patch_head = QSDHead(student.embed_dim, teacher_dim, qsd_temperature, qsd_query_init)
         else:
             self.fea_head = LinearHead(student.embed_dim, teacher_dim)
             self.patch_head = LinearHead(student.embed_dim, teacher_dim)
