@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -225,3 +226,17 @@ def test_qsd_temperature_softens_the_routing():
     soft.load_state_dict(sharp.state_dict())
     assert sharp.attention(student, teacher).max(-1).values.mean() > soft.attention(student, teacher).max(-1).values.mean()
     assert torch.allclose(soft.attention(student, teacher).sum(-1), torch.ones(2, 16))
+
+
+def test_zero_query_init_starts_from_uniform_routing_and_still_learns_it():
+    from gkd.methods.heads import QSDHead
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 16, 12), 3.0 * torch.randn(2, 16, 24)
+    head = QSDHead(12, 24, query_init="zero")
+    assert torch.allclose(head.attention(student, teacher), torch.full((2, 16, 16), 1 / 16))
+    random = QSDHead(12, 24)
+    assert random.attention(student, teacher).max(-1).values.mean() > 0.5  # raw keys: near one-hot from the start
+    ((head(student, teacher) - teacher) ** 2).mean().backward()
+    assert head.query[1].weight.grad.abs().sum() > 0  # the routing gets a gradient from the first step
+    with pytest.raises(ValueError, match="query_init must be 'random' or 'zero', got 'zeros'"):
+        QSDHead(12, 24, query_init="zeros")
