@@ -52,7 +52,7 @@ def main(argv=None) -> None:
         p.error(f"--runs takes RECIPE=FOLDER, got {bad[0]!r}")
     df = pd.DataFrame([row(recipe, Path(folder)) for recipe, folder in (r.split("=", 1) for r in args.runs)])
     io.write_text(args.out, df.round(4).to_csv(index=False))
-    plots.stage1_check(df, CHECKS, args.plot, f"GKD stage-1 runs of the lever screen ({len(df)} runs): "
+    plots.stage1_check(df, CHECKS, args.plot, f"Stage-1 runs of the lever screen ({len(df)} runs): "
                                                "label-free checks against target Avg")
     print(df.round(3).to_string(index=False))
 
