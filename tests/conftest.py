@@ -86,10 +86,20 @@ def tiny_cfg():
 # ---------------------------------------------------------------------------------------------- the quick tier
 def pytest_collection_modifyitems(items):
     """A test that needs the ``ws`` workspace runs pipeline stages (its fixture does): it is slow, so
-    ``pytest -m "not slow"`` stays the quick tier for someone changing one module."""
+    ``pytest -m "not slow"`` stays the quick tier for someone changing one module.
+
+    The modules that run the front-ends come first: pytest-xdist (``--dist loadscope``, no reorder) hands out
+    whole modules in this order, so the longest ones start at once and the short ones fill in beside them."""
     for item in items:
         if "ws" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: within a module, file order
+
+
+# the modules' wall times in a serial run of the suite, longest first (measured, not asserted)
+LONGEST_FIRST = ["test_pipeline", "test_invalidation", "test_real_pipeline", "test_folder_dataset",
+                 "test_raw_dependency", "test_scaleout", "test_launch", "test_dag", "test_docs", "test_bench"]
 
 
 @pytest.fixture(autouse=True)

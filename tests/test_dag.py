@@ -185,7 +185,8 @@ def test_snakemake_method_shapes_are_cached_per_params_and_code(tmp_path):
 
 @FRONT_ENDS
 def test_noop_snakemake_parse_imports_no_torch(tmp_path):
-    """Torch is ~2 s of a no-op run; once the plan is cached, parsing the workflow must not import it."""
+    """Torch is ~2 s of a no-op run; once the plan is cached, parsing the workflow must not import it.
+    `gkd dag` (in copy_repo) and the Snakefile share that cache."""
     import os
     repo = copy_repo(tmp_path, tiny_params())
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
@@ -194,7 +195,9 @@ def test_noop_snakemake_parse_imports_no_torch(tmp_path):
         proc = subprocess.run(["snakemake", "--dry-run", "--cores", "1"], cwd=repo, env=env,
                               capture_output=True, text=True, timeout=300, check=True)
         return any(re.search(r"\|\s+torch$", line) for line in proc.stderr.splitlines())
-    assert imports_torch()          # first parse: the plan is computed from the method registry
+    assert not imports_torch()      # `gkd dag` computed the plan for these params and this code
+    (repo / ".snakemake/gkd/shapes.json").unlink()
+    assert imports_torch()          # no cache: the plan is computed from the method registry
     assert not imports_torch()      # cached: same params, same code
 
 

@@ -16,7 +16,7 @@ def cmd_render_dvc(args) -> int:
     a stage that never ran, so an opt-in pipeline exists only in the repositories that run it."""
     from gkd import config, dag, io
     cfg = config.load(args.params)
-    files = dag.dvc_files(cfg, dag.shapes_of(cfg))
+    files = dag.dvc_files(cfg, dag.cached_shapes(cfg))  # validated whenever params or code changed
     unknown = sorted(set(args.with_) - set(dag.PIPELINES) - {"main"})
     if unknown:
         print(f"error: unknown pipeline {', '.join(unknown)}; choose from {', '.join(p for p in dag.PIPELINES if p != 'main')}",

@@ -488,11 +488,15 @@ def shapes_of(cfg) -> dict[str, dict]:
     return method_shapes(cfg, all_methods(cfg))
 
 
-def cached_shapes(cfg, cache: str | Path) -> dict:
+# where the Snakefile and `gkd dag` keep the memoised shapes (relative to the workspace root)
+SHAPES_CACHE = ".snakemake/gkd/shapes.json"
+
+
+def cached_shapes(cfg, cache: str | Path = SHAPES_CACHE) -> dict:
     """``shapes_of`` memoised on disk, keyed by the params and every source file of the package.
 
     Importing torch is ~2 s of a ~5 s no-op ``snakemake`` run; with the shapes cached, parsing the
-    Snakefile imports no torch. Any change to params.yaml, ``--config`` or the code recomputes them (and
+    Snakefile imports no torch, and ``gkd dag`` (which shares the cache) none either. Any change to params.yaml, ``--config`` or the code recomputes them (and
     so validates the params again).
     """
     key = hashlib.sha256(json.dumps(cfg.raw, sort_keys=True, default=str).encode())

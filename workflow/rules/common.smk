@@ -27,7 +27,7 @@ try:
     # Which stages a method has comes from the method registry (which imports torch); it is computed with
     # the plan-time validation of every method (gkd.validate) and cached per params + code, so a no-op run
     # parses without torch.
-    SHAPES = gkd_dag.cached_shapes(CFG, ".snakemake/gkd/shapes.json")
+    SHAPES = gkd_dag.cached_shapes(CFG, gkd_dag.SHAPES_CACHE)
 except gkd_config.ConfigError as err:
     raise WorkflowError(f"params.yaml: {err}")
 
