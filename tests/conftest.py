@@ -97,7 +97,7 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: within a module, file order
 
 
-# the modules' wall times in a serial run of the suite, longest first (measured, not asserted)
+# the modules that run the front-ends, roughly longest first (from a run's module durations; not asserted)
 LONGEST_FIRST = ["test_pipeline", "test_invalidation", "test_real_pipeline", "test_folder_dataset",
                  "test_raw_dependency", "test_scaleout", "test_launch", "test_dag", "test_docs", "test_bench"]
 

@@ -188,6 +188,7 @@ def test_noop_snakemake_parse_imports_no_torch(tmp_path):
     """Torch is ~2 s of a no-op run; once the plan is cached, parsing the workflow must not import it.
     `gkd dag` (in copy_repo) and the Snakefile share that cache."""
     import os
+    from gkd import dag
     repo = copy_repo(tmp_path, tiny_params())
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
 
@@ -196,7 +197,7 @@ def test_noop_snakemake_parse_imports_no_torch(tmp_path):
                               capture_output=True, text=True, timeout=300, check=True)
         return any(re.search(r"\|\s+torch$", line) for line in proc.stderr.splitlines())
     assert not imports_torch()      # `gkd dag` computed the plan for these params and this code
-    (repo / ".snakemake/gkd/shapes.json").unlink()
+    (repo / dag.SHAPES_CACHE).unlink()
     assert imports_torch()          # no cache: the plan is computed from the method registry
     assert not imports_torch()      # cached: same params, same code
 

@@ -496,8 +496,8 @@ def cached_shapes(cfg, cache: str | Path = SHAPES_CACHE) -> dict:
     """``shapes_of`` memoised on disk, keyed by the params and every source file of the package.
 
     Importing torch is ~2 s of a ~5 s no-op ``snakemake`` run; with the shapes cached, parsing the
-    Snakefile imports no torch, and ``gkd dag`` (which shares the cache) none either. Any change to params.yaml, ``--config`` or the code recomputes them (and
-    so validates the params again).
+    Snakefile imports no torch, and ``gkd dag`` (which shares the cache) none either. Any change to
+    params.yaml, ``--config`` or the code recomputes them (and so validates the params again).
     """
     key = hashlib.sha256(json.dumps(cfg.raw, sort_keys=True, default=str).encode())
     for path in sorted(PACKAGE.rglob("*.py")):
