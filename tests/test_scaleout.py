@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,19 @@ def params_file(ws, name, **distill):
     return str(path)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def failure_report(stderr: str) -> str:
+    """Each rank's traceback and error lines first (the launcher prefixes them with [rankN]), then the tail:
+    the tail alone shows only the rank that noticed the other one's death."""
+    errors = [line for line in stderr.splitlines() if "Error" in line or "Traceback" in line]
+    return "\n".join(errors[-40:]) + "\n--- tail ---\n" + stderr[-3000:]
+
+
 def distill_cmd(ws, params, out, method="gkd_no_mask"):
     return ["-m", "gkd.stages.distill", "--params", params, "--method", method, "--data", str(ws / "data"),
             "--student-weights", str(ws / "student"), "--features", str(ws / "feat"), "--out", str(out)]
@@ -41,15 +55,40 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(ws, tmp_
     one, two = tmp_path / "one", tmp_path / "two"
     run([sys.executable] + distill_cmd(ws, params_file(ws, "b16", batch_size=16), one), cwd=ws)
     env = dict(os.environ, ACCELERATE_USE_CPU="true")
-    proc = subprocess.run(LAUNCH_2 + distill_cmd(ws, params_file(ws, "b8", batch_size=8), two), cwd=ws, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    port = ["--main_process_port", str(free_port())]  # not the default 29500, which another job may hold
+    proc = subprocess.run(LAUNCH_2 + port + distill_cmd(ws, params_file(ws, "b8", batch_size=8), two), cwd=ws,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, failure_report(proc.stderr)
     a, b = load_file(str(one / "backbone.safetensors")), load_file(str(two / "backbone.safetensors"))
     init = load_file(str(ws / "student" / "backbone.safetensors"))
     moved = max((a[k] - init[k]).abs().max().item() for k in init)
     diff = max((a[k] - b[k]).abs().max().item() for k in a)
     assert moved > 1e-4, "training did not move the weights"
     assert diff < 1e-4 and diff < moved / 20, (diff, moved)  # stated tolerance: float reduction order only
+
+
+def _snapshot_rank(rank: int, port: int, resume_dir) -> None:
+    """One rank of test_a_ddp_snapshot_holds_every_ranks_state: rank 1 starts its save 2 s late (a busy core)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2", ACCELERATE_USE_CPU="true")
+    from accelerate import Accelerator
+    from gkd import train
+    acc = Accelerator(cpu=True)
+    acc.prepare(torch.nn.Linear(2, 2))
+    if rank == 1:
+        save = acc.save_state
+        acc.save_state = lambda path: (time.sleep(2), save(path))
+    train._save_state(acc, resume_dir, 7)
+
+
+@pytest.mark.slow
+def test_a_ddp_snapshot_holds_every_ranks_state(tmp_path):
+    """Every rank writes its RNG state into the snapshot: renaming it before the slowest rank is done left that
+    rank's file in a stray folder (or failed its write: the CI run where rank 1 died mid-stage)."""
+    import torch.multiprocessing as mp
+    mp.spawn(_snapshot_rank, args=(free_port(), tmp_path), nprocs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+    assert {"random_states_0.pkl", "random_states_1.pkl", "step.json"} <= {p.name for p in (tmp_path / "state").iterdir()}
 
 
 @pytest.mark.slow

@@ -125,6 +125,9 @@ def _save_state(acc, resume_dir: Path, step: int) -> None:
     """Snapshot to a temp folder, then rename: a kill mid-save leaves the previous snapshot intact."""
     tmp = resume_dir / f"state.tmp-{step}"
     acc.save_state(str(tmp))
+    # save_state ends without a barrier and every rank writes its own RNG file into tmp: renaming before
+    # the last rank is done loses that file or fails that rank's write (seen as a gloo "connection closed")
+    acc.wait_for_everyone()
     if acc.is_main_process:
         (tmp / "step.json").write_text(json.dumps({"step": step}))
         final = resume_dir / "state"
