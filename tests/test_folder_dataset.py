@@ -145,7 +145,7 @@ def test_snakemake_runs_the_main_pipeline_on_a_folder_dataset(tmp_path):
     assert df.equals(pd.read_csv(repo / "results/day2night/tiny_random/vit_t6_random/f2l_table.csv"))
     assert df["Method"].tolist() == ["Teacher", "+GKD"]
     assert df.columns.tolist() == ["Method", "Params (M)", "night", "Avg", "Avg ± images (95 %)", "Avg sd over seeds",
-                                   "runs", "day (source val)"]
+                                   "runs", "Avg sd over student inits", "draws", "day (source val)"]
     assert df[["night", "Avg", "day (source val)"]].apply(lambda c: c.between(0, 100)).all().all()
     meta = json.loads((repo / "data/prepared/day2night/meta.json").read_text())
     assert meta["classes"] == fx.FOLDER_CLASSES and meta["splits"]["day"] == {"train": 12, "val": 4}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -46,15 +47,17 @@ def check_table(path):
     df = pd.read_csv(path)
     assert df["Method"].tolist() == ["Teacher", "Student-only", "+GKD"]
     assert df.columns.tolist() == ["Method", "Params (M)", "city", "night", "fog", "rain", "snow", "Avg",
-                                   "Avg ± images (95 %)", "Avg sd over seeds", "runs", "sim (source val)"]
+                                   "Avg ± images (95 %)", "Avg sd over seeds", "runs", "Avg sd over student inits", "draws",
+                                   "sim (source val)"]
     scores = df[["city", "night", "fog", "rain", "snow", "Avg", "sim (source val)"]].to_numpy()
     assert ((scores >= 0) & (scores <= 100)).all()
     assert (df["Avg ± images (95 %)"] >= 0).all() and (df["Avg ± images (95 %)"] < 20).all()
     # the committed reference spread (measured on the default config) is looked up by row label only
     ref = pd.read_csv(ROOT / "results/reference_spread.csv").set_index("Method")
-    for method, runs, sd in zip(df["Method"], df["runs"], df["Avg sd over seeds"]):
-        assert (runs, sd) == (ref.loc[method, "runs"], ref.loc[method, "sd"]) if method in ref.index else \
-            (pd.isna(runs) and pd.isna(sd))
+    for method, runs, sd, draws, init_sd in zip(df["Method"], df["runs"], df["Avg sd over seeds"], df["draws"],
+                                                df["Avg sd over student inits"]):
+        expected = ref.loc[method, ["runs", "sd", "init_draws", "init_sd"]] if method in ref.index else [None] * 4
+        assert all((pd.isna(a) and pd.isna(b)) or a == b for a, b in zip((runs, sd, draws, init_sd), expected))
     assert abs(df["Avg"] - df[["city", "night", "fog", "rain", "snow"]].mean(axis=1)).max() < 0.02
     return df
 
@@ -84,6 +87,37 @@ def test_snakemake_runs_the_whole_dag(snakemake_repo):
     assert (snakemake_repo / f"logs/{NS}/gkd/stage1/metrics.json").is_file()  # dvclive training curves
     # nothing left to do afterwards
     assert "Nothing to be done" in run(["snakemake", "--cores", "all"], cwd=snakemake_repo).stderr
+
+
+def test_init_draw_redraws_the_student_and_pairs_each_method_with_the_reference(snakemake_repo, tmp_path):
+    """benchmarks/init_draw.py: draw 0 is the DAG's own (read, not rerun), draw 1 a new student_weights and the
+    methods' stages on it; a second call reruns nothing."""
+    script = [sys.executable, str(ROOT / "benchmarks" / "init_draw.py"), "--draws", "0", "1", "--methods",
+              "student_only", "gkd", "--reference", "student_only", "--work", str(tmp_path / "work"),
+              "--out", str(tmp_path / "init_draw.json"), "--spread", str(tmp_path / "spread.csv")]
+    (tmp_path / "spread.csv").write_text("Method,sd,runs,mean,measured\n+GKD,3.0,5,12.0,by hand\n")
+    first = run(script, cwd=snakemake_repo).stdout
+    assert "draw 1: student_weights" in first and "draw 1: distill-gkd" in first and "draw 0:" not in first
+    result = json.loads((tmp_path / "init_draw.json").read_text())
+    dag_runs = {m: json.loads((snakemake_repo / f"metrics/{NS}/{m}.json").read_text())["avg"] for m in ("student_only", "gkd")}
+    assert {m: result["methods"][m]["avg"]["0"] for m in dag_runs} == {m: round(v, 4) for m, v in dag_runs.items()}
+    drawn = (tmp_path / "work/init1/student/backbone.safetensors").read_bytes()
+    assert drawn != (snakemake_repo / "models/synthetic/students/vit_t6/backbone.safetensors").read_bytes()
+    spread = pd.read_csv(tmp_path / "spread.csv").set_index("Method")  # the row kept, the method added
+    assert spread.loc["+GKD", "sd"] == 3.0 and spread.loc["+GKD", "init_sd"] == result["methods"]["gkd"]["sd"]
+    assert spread.loc["Student-only", "init_draws"] == 2 and pd.isna(spread.loc["Student-only", "sd"])
+    paired = result["paired"]["student_only"]["gkd"]
+    assert set(paired["per_draw"]) == {"0", "1"} and paired["ci95"][0] <= paired["mean"] <= paired["ci95"][1]
+    again = run(script, cwd=snakemake_repo).stdout
+    assert "draw 1:" not in again and json.loads((tmp_path / "init_draw.json").read_text())["methods"] == result["methods"]
+
+
+def test_init_draw_refuses_an_unknown_method_before_running_anything(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "init_draw.py"), "--draws", "1", "--methods",
+                           "student_frozen", "gkd_typo", "--work", str(tmp_path / "w")], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown method 'gkd_typo'; choose from [" in proc.stderr
+    assert not (tmp_path / "w").exists()
 
 
 def test_dvc_repro_gives_the_same_bytes_and_is_then_a_noop(dvc_repo, snakemake_repo):

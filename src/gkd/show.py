@@ -185,7 +185,9 @@ def summary(results: Path = Path("results")) -> str:
     if "Avg ± images (95 %)" in header:
         lines.append("Avg ± images: half-width of the 95 % bootstrap interval over this run's test images; Avg sd over "
                      "seeds / runs: measured by the multi-seed runs (results/reference_spread.csv), empty where "
-                     "not measured.")
+                     "not measured." + (" Avg sd over student inits / draws: the same row from other draws of the "
+                                        "student's initialisation (benchmarks/init_draw.py), which the seeds keep fixed."
+                                        if "draws" in header else ""))
     if fidelity.is_file():
         lines += ["", "Stage 1, label-free checks (docs/pipeline.md, 'Fidelity'):", *verdicts(fidelity)]
     return "\n".join(lines)

@@ -79,6 +79,7 @@ def provenance_footer(loaded: list[dict], paths: list[Path], allow_dirty: bool) 
 
 IMAGES_COLUMN = "Avg ± images (95 %)"
 SEEDS_COLUMN = "Avg sd over seeds"
+INITS_COLUMN = "Avg sd over student inits"
 
 
 def with_spread(df: pd.DataFrame, loaded: list[dict], per_image: list[Path], spread: Path | None, seed: int
@@ -86,7 +87,8 @@ def with_spread(df: pd.DataFrame, loaded: list[dict], per_image: list[Path], spr
     """Each row's measured spread beside its Avg: the half-width of the 95 % interval over the test images of
     this run (a bootstrap within each target domain) and, where ``spread`` (a committed measurement of the
     multi-seed runs, ``results/reference_spread.csv``) has the row, the standard deviation of its Avg over seeds
-    and thread counts and how many runs that rests on."""
+    and thread counts and how many runs that rests on; where it also has ``init_sd`` (benchmarks/init_draw.py),
+    the row's sd over draws of the student's initialisation, which the seeds never vary, and how many draws."""
     if len(per_image) != len(loaded):
         raise ConfigError(f"report: {len(loaded)} metrics files but {len(per_image)} per-image files")
     widths = []
@@ -101,6 +103,9 @@ def with_spread(df: pd.DataFrame, loaded: list[dict], per_image: list[Path], spr
         ref = pd.read_csv(spread).set_index("Method")
         out.insert(at + 1, SEEDS_COLUMN, [ref["sd"].get(m, np.nan) for m in out["Method"]])
         out.insert(at + 2, "runs", [ref["runs"].get(m, np.nan) for m in out["Method"]])
+        if "init_sd" in ref.columns:
+            out.insert(at + 3, INITS_COLUMN, [ref["init_sd"].get(m, np.nan) for m in out["Method"]])
+            out.insert(at + 4, "draws", [ref["init_draws"].get(m, np.nan) for m in out["Method"]])
     return out
 
 
