@@ -14,7 +14,7 @@ Writes ``--out`` (default results/init_draw.json): per method the Avg of every d
 method its difference to each ``--reference`` method on the same draw (paired), with its mean, sd and 95 %
 t-interval.
 ``--spread results/reference_spread.csv`` also writes each method's sd over the draws into that file (columns
-``init_sd`` and ``init_draws``, by row label), which the F2L table then shows beside each row.
+``init_sd``, ``init_draws`` and ``init_measured``, by row label), which the F2L table then shows beside each row.
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def draw_stages(cfg, shapes, methods: list[str], folder: Path) -> list[dag.Stage
     student = dag.resolve(dag.student_init(run.student), values)
     moved = {student: folder / "student"}
     for m in methods:
-        for suffix, name in (("stage1", "stage1"), ("stage2", "stage2")):
-            moved[dag.resolve(f"{run.model(m)}/{suffix}", values)] = folder / m / name
+        for phase in ("stage1", "stage2"):
+            moved[dag.resolve(f"{run.model(m)}/{phase}", values)] = folder / m / phase
         moved[dag.resolve(f"{run.live(m)}/stage1", values)] = folder / m / "log1"
         moved[dag.resolve(f"{run.live(m)}/stage2", values)] = folder / m / "log2"
         moved[dag.resolve(run.metrics(m), values)] = folder / m / "metrics.json"
