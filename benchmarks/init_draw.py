@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,8 +50,8 @@ def draw_stages(cfg, shapes, methods: list[str], folder: Path) -> list[dag.Stage
     out = []
     for stage in [dag.student_weights_stage(cfg, "student_weights", run.student)] + \
             [s for s in dag.run_stages(cfg, run, shapes) if not s.module.endswith("report")]:
-        flags = [(f, str(moved.get(dag.resolve(v, values), dag.resolve(v, values))) if v else v) for f, v in stage.flags]
-        out.append(dataclasses.replace(stage, flags=flags))
+        resolved = [(f, dag.resolve(v, values) if v else v) for f, v in stage.flags]
+        out.append(dataclasses.replace(stage, flags=[(f, str(moved.get(v, v)) if v else v) for f, v in resolved]))
     return out
 
 
@@ -106,7 +105,7 @@ def merge_spread(path: Path, cfg, result: dict) -> None:
         if column not in ref.columns:
             ref[column] = None
     how = (f"student_weights draws {', '.join(map(str, result['draws']))}, stage seed {result['stage_seed']}, "
-           f"threads {result['threads']}, commit {result['commit']} (benchmarks/init_draw.py)")
+           f"threads {'/'.join(map(str, result['threads']))}, commit {result['commit']} (benchmarks/init_draw.py)")
     for method, rec in result["methods"].items():
         ref.loc[row_label(cfg, method), ["init_sd", "init_draws", "init_measured"]] = [rec["sd"], len(rec["avg"]), how]
     ref["init_draws"] = ref["init_draws"].astype("Int64")
@@ -143,11 +142,12 @@ def main(argv=None) -> None:
         else:
             metrics[draw] = run_draw(cfg, shapes, args.methods, draw, args.work / f"init{draw}")
     avgs = {d: {m: rec["avg"] for m, rec in per.items()} for d, per in metrics.items()}
-    # what ran the stages, from the metrics files themselves (commit, device, threads, torch)
+    # what ran the stages, from the metrics files themselves (commit, device, threads, torch): not this machine
     made = sorted({json.dumps(rec.get("provenance"), sort_keys=True) for per in metrics.values() for rec in per.values()})
+    made_by = [json.loads(m) for m in made]
     result = summary(avgs, args.methods, args.reference) | {
-        "threads": cfg.threads or len(os.sched_getaffinity(0)), "stage_seed": cfg.seed, "commit": source_commit(),
-        "made_by": [json.loads(m) for m in made]}
+        "threads": sorted({m["threads"] for m in made_by if m and m.get("threads")}), "stage_seed": cfg.seed,
+        "commit": source_commit(), "made_by": made_by}
     io.write_json(args.out, result)
     if args.spread is not None:
         merge_spread(args.spread, cfg, result)
