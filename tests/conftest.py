@@ -1,6 +1,7 @@
 """Shared fixtures: an offline environment and a tiny copy of the repository for pipeline runs."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -77,6 +78,39 @@ def ws(tmp_path_factory):
     return root
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A workspace that ``build(path)`` makes once per test session, whichever pytest-xdist worker asks first
+    (the others wait on a lock in the directory every worker's base temp shares). Tests copy it, never change it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    dest, done = root / f"built-{name}", root / f"built-{name}.done"
+    with open(root / f"built-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_file():
+            shutil.rmtree(dest, ignore_errors=True)  # a build that failed in another worker
+            dest.mkdir()
+            build(dest)
+            done.write_text("")
+    return dest
+
+
+def copy_workspace(src: Path, dest: Path) -> Path:
+    """A finished workspace elsewhere: mtimes kept, so neither front-end sees anything stale."""
+    return Path(shutil.copytree(src, dest, symlinks=True))
+
+
+def build_tiny_dag(dest: Path) -> None:
+    copy_repo(dest, tiny_params())
+    run(["snakemake", "--cores", "1"], cwd=dest, timeout=1800)  # rule all: F2L, F2F tables, qualitative figure
+
+
+@pytest.fixture(scope="session")
+def tiny_dag(tmp_path_factory) -> Path:
+    """The whole tiny DAG (tests/tiny.yaml), built by Snakemake once per session; copy it before use."""
+    return built_once(tmp_path_factory, "tiny-dag", build_tiny_dag)
+
+
 @pytest.fixture(scope="session")
 def tiny_cfg():
     from gkd.config import from_dict
@@ -97,9 +131,12 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: within a module, file order
 
 
-# the modules that run the front-ends, roughly longest first (from a run's module durations; not asserted)
-LONGEST_FIRST = ["test_pipeline", "test_invalidation", "test_real_pipeline", "test_folder_dataset",
-                 "test_raw_dependency", "test_scaleout", "test_launch", "test_dag", "test_docs", "test_bench"]
+# the modules that run the front-ends, roughly longest first (from a run's module durations; not asserted).
+# test_pipeline's worker builds the session's tiny DAG (`tiny_dag`) while the other runs test_real_pipeline,
+# which needs none of it: the modules that copy the build come after, so no worker waits for it.
+LONGEST_FIRST = ["test_pipeline", "test_real_pipeline", "test_invalidation", "test_opt_in_pipelines",
+                 "test_folder_dataset", "test_raw_dependency", "test_scaleout", "test_launch", "test_dag", "test_docs",
+                 "test_bench"]
 
 
 @pytest.fixture(autouse=True)

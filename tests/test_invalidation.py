@@ -2,7 +2,8 @@
 
 One complete run of the tiny DAG (Snakemake, handed to DVC with `dvc commit -f`), with five methods — a
 plain one, a logit-KD and a feature-KD baseline, and both label-free methods — and the README's `f2f:
-{methods: []}` (so that row, "plans and runs the F2L table", is the fixture itself). Each row copies the
+{methods: []}` (so that row, "plans and runs the F2L table", is the fixture itself); it widens the session's
+run of tests/tiny.yaml's two methods, so only the three added methods' stages and the reports run here. Each row copies the
 finished workspace, changes one thing and asks both front-ends what is stale: `dvc status` names the stages
 whose own inputs changed, `snakemake -n` every job it would run (those and everything downstream).
 """
@@ -10,12 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-
 import pytest
 import yaml
 
-from conftest import copy_repo, run, tiny_params
+from conftest import copy_workspace, run
 
 pytestmark = pytest.mark.slow
 METHODS = ["student_only", "vanilla_kd", "vitkd", "proteus", "gkd"]
@@ -32,12 +31,19 @@ REPORTS = {"report", "view", "qualitative"}  # qualitative: the figure of studen
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    params = tiny_params()
+def finished(tiny_dag, tmp_path_factory):
+    """The session's Snakemake run of the tiny DAG (tests/conftest.py), widened to METHODS and the README's
+    empty F2F table: Snakemake runs the stages the three added methods need and the reports again."""
+    repo = copy_workspace(tiny_dag, tmp_path_factory.mktemp("finished") / "repo")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     params["methods"] = METHODS
     params["f2f"]["methods"] = []
-    repo = copy_repo(tmp_path_factory.mktemp("finished"), params)
-    run(["snakemake", "--cores", "1"], cwd=repo, timeout=3600)  # rule all: the F2L table and the figure
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["gkd", "dag"], cwd=repo)  # another method list means another generated dvc.yaml
+    proc = run(["snakemake", "--cores", "1"], cwd=repo, timeout=1800)  # rule all: the F2L table, the figure
+    out = proc.stdout + proc.stderr
+    ran = {m.group(1) for m in re.finditer(r"^(?:local)?rule ([\w-]+):$", out, re.M)} - {"all"}
+    assert ran == stages_of("vanilla_kd", "vitkd", "proteus") | REPORTS, ran  # nothing the first run made
     run(["dvc", "commit", "-f"], cwd=repo)   # DVC records what Snakemake built (README: handing over)
     run(["snakemake", "--cores", "1", "--touch"], cwd=repo)  # mtimes in DAG order after DVC's checkout
     assert (repo / "results/f2l_table.csv").read_text().count("\n") == 1 + 1 + len(METHODS)
@@ -67,7 +73,7 @@ def downstream(repo, direct: set[str]) -> set[str]:
 
 
 def workspace(finished, tmp_path):
-    return shutil.copytree(finished, tmp_path / "ws", symlinks=True)
+    return copy_workspace(finished, tmp_path / "ws")
 
 
 def comment(repo, path: str) -> None:

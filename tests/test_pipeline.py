@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import ROOT, copy_repo, run, tiny_params
+from conftest import ROOT, copy_workspace, run
 
 pytestmark = pytest.mark.slow
 # outputs are namespaced by benchmark / teacher / student (tests/tiny.yaml's selectors)
@@ -19,28 +19,19 @@ NS, F2F_NS = f"{TEACHER_NS}/vit_t6", f"{TEACHER_NS}/tiny_vfm_s"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """The whole tiny DAG through Snakemake and through DVC, side by side (one core each: their jobs
-    are mostly process start-up, so running the two front-ends at once halves the wall time)."""
-    smk = copy_repo(tmp_path_factory.mktemp("smk"), tiny_params())
-    dvc = copy_repo(tmp_path_factory.mktemp("dvc"), tiny_params())
-    proc = subprocess.Popen(["dvc", "repro"], cwd=dvc, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        run(["snakemake", "--cores", "1"], cwd=smk)  # rule all: F2L, F2F tables and the qualitative figure
-    finally:
-        out, _ = proc.communicate(timeout=1800)
-    assert proc.returncode == 0, out[-3000:]
-    return smk, dvc
+def snakemake_repo(tiny_dag, tmp_path_factory):
+    """A copy of the session's Snakemake run of the whole tiny DAG (tests/conftest.py: F2L, F2F, the figure)."""
+    return copy_workspace(tiny_dag, tmp_path_factory.mktemp("smk") / "repo")
 
 
 @pytest.fixture(scope="module")
-def snakemake_repo(runs):
-    return runs[0]
-
-
-@pytest.fixture(scope="module")
-def dvc_repo(runs):
-    return runs[1]
+def dvc_repo(tiny_dag, tmp_path_factory):
+    """Another copy, handed to DVC as the README says (`dvc commit -f` records what Snakemake built). DVC runs
+    stages itself below (another student's experiment, the budget pipeline), and the two front-ends' bytes are
+    compared where both ran the same stages."""
+    repo = copy_workspace(tiny_dag, tmp_path_factory.mktemp("dvc") / "repo")
+    run(["dvc", "commit", "-f"], cwd=repo)
+    return repo
 
 
 def check_table(path):
@@ -120,16 +111,12 @@ def test_init_draw_refuses_an_unknown_method_before_running_anything(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_dvc_repro_gives_the_same_bytes_and_is_then_a_noop(dvc_repo, snakemake_repo):
+def test_a_snakemake_workspace_is_handed_to_dvc_with_one_commit(dvc_repo):
+    """After Snakemake built the whole DAG, `dvc commit -f` records it: `dvc repro` has nothing to do."""
     check_table(dvc_repo / "results/f2l_table.csv")
-    assert (dvc_repo / "results/stage1_fidelity.csv").read_text() == \
-        (snakemake_repo / "results/stage1_fidelity.csv").read_text()
-    # same params, same commands → identical metrics through either front-end
-    for name in (f"{TEACHER_NS}/teacher", f"{NS}/student_only", f"{NS}/gkd", f"{F2F_NS}/f2f/gkd"):
-        assert (dvc_repo / f"metrics/{name}.json").read_text() == (snakemake_repo / f"metrics/{name}.json").read_text()
     start = time.time()
     out = run(["dvc", "repro"], cwd=dvc_repo).stdout
-    assert "didn't change, skipping" in out and "Running stage" not in out
+    assert "didn't change, skipping" in out and "Running stage" not in out, out
     assert time.time() - start < 30
 
 
@@ -183,36 +170,78 @@ def test_dvc_push_then_fresh_clone_pull_restores_everything(dvc_repo, tmp_path):
         assert (clone / rel).read_bytes() == (dvc_repo / rel).read_bytes(), rel
 
 
-def test_dvc_exp_run_with_another_student_reruns_only_student_stages(dvc_repo):
+# what the default student's run and the other student's share, and what both front-ends then compare
+OTHER = f"{TEACHER_NS}/vit_t"
+OTHER_ARTIFACTS = [f"models/{OTHER}/gkd/stage1/backbone.safetensors", f"models/{OTHER}/gkd/stage2/model.safetensors",
+                   f"models/{OTHER}/student_only/stage2/model.safetensors"]
+
+
+def student_files(repo):
+    return {p: p.stat().st_mtime_ns for p in (repo / "models" / NS).rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dvc_other_student(dvc_repo):
+    """`dvc exp run -S student=vit_t` in the handed-over workspace (tiny in tests/tiny.yaml): its output, the
+    bytes it wrote, and what the committed run held before. The workspace goes back to the committed run."""
+    first = {rel: (dvc_repo / rel).read_bytes() for rel in (f"models/{NS}/gkd/stage2/model.safetensors",
+                                                            f"metrics/{NS}/gkd.json", f"results/{NS}/f2l_table.csv")}
+    out = run(["dvc", "exp", "run", "-S", "student=vit_t"], cwd=dvc_repo).stdout
+    wrote = {rel: (dvc_repo / rel).read_bytes() for rel in OTHER_ARTIFACTS + [f"results/{OTHER}/f2l_table.csv"]}
+    wrote["avg"] = {m: json.loads((dvc_repo / f"metrics/{OTHER}/{m}.json").read_text())["domains"]
+                    for m in ("student_only", "gkd")}
+    wrote["view"] = (dvc_repo / "results/f2l_table.csv").read_bytes()
+    show = run(["dvc", "exp", "show", "--json"], cwd=dvc_repo).stdout
+    # `dvc exp run` leaves its result in the workspace; back to the committed run for the tests after this one
+    run("git checkout -- . && dvc checkout --force", cwd=dvc_repo)
+    return out, show, first, wrote
+
+
+@pytest.fixture(scope="module")
+def snakemake_other_student(snakemake_repo):
+    """`snakemake --config student=vit_t` beside the default student's outputs: their mtimes before and after."""
+    before = student_files(snakemake_repo)
+    run(["snakemake", "--cores", "1", "results/f2l_table.csv", "--config", "student=vit_t"], cwd=snakemake_repo)
+    return before, student_files(snakemake_repo)
+
+
+def test_dvc_exp_run_with_another_student_reruns_only_student_stages(dvc_repo, dvc_other_student):
     """Outputs are namespaced by the selectors: another student's experiment writes its own paths and
     results/f2l_table.csv is its table. `dvc exp run` shows one experiment in the workspace at a time (its
     checkout removes outputs the current dvc.lock does not list); the first one comes back from the cache."""
-    first = {rel: (dvc_repo / rel).read_bytes() for rel in (f"models/{NS}/gkd/stage2/model.safetensors",
-                                                            f"metrics/{NS}/gkd.json", f"results/{NS}/f2l_table.csv")}
-    out = run(["dvc", "exp", "run", "-S", "student=vit_t"], cwd=dvc_repo).stdout  # tiny in tests/tiny.yaml
+    out, show, first, wrote = dvc_other_student
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"student_weights", "distill-gkd", "adapt-gkd", "adapt-student_only", "evaluate-gkd",
                    "evaluate-student_only", "report", "view", "qualitative"}, ran
-    show = run(["dvc", "exp", "show", "--json"], cwd=dvc_repo).stdout
-    assert f"metrics/{TEACHER_NS}/vit_t/gkd.json" in show and "vit_t" in show
-    other = dvc_repo / f"results/{TEACHER_NS}/vit_t/f2l_table.csv"
-    assert (dvc_repo / "results/f2l_table.csv").read_bytes() == other.read_bytes() != first[f"results/{NS}/f2l_table.csv"]
-    assert (dvc_repo / f"models/{TEACHER_NS}/vit_t/gkd/stage2/model.safetensors").is_file()
-    # `dvc exp run` leaves its result in the workspace; back to the committed run for the tests after this one
-    run("git checkout -- . && dvc checkout --force", cwd=dvc_repo)
+    assert f"metrics/{OTHER}/gkd.json" in show and "vit_t" in show
+    assert wrote["view"] == wrote[f"results/{OTHER}/f2l_table.csv"] != first[f"results/{NS}/f2l_table.csv"]
     assert json.loads(run(["dvc", "status", "dvc.yaml", "--json"], cwd=dvc_repo).stdout) == {}
     assert all((dvc_repo / rel).read_bytes() == data for rel, data in first.items())
     assert (dvc_repo / "results/f2l_table.csv").read_bytes() == first[f"results/{NS}/f2l_table.csv"]
 
 
-def test_a_snakemake_workspace_is_handed_to_dvc_with_one_commit(snakemake_repo, tmp_path):
-    """After Snakemake built the main pipeline, `dvc commit -f` records it: `dvc repro` has nothing to do."""
-    import shutil
-    repo = tmp_path / "handover"
-    shutil.copytree(snakemake_repo, repo, symlinks=True)
-    run(["dvc", "commit", "-f"], cwd=repo)
-    out = run(["dvc", "repro"], cwd=repo).stdout
-    assert "Running stage" not in out, out
+def test_snakemake_runs_of_two_students_coexist(snakemake_repo, snakemake_other_student):
+    """`--config student=vit_t` builds beside the default student's outputs; back to the default, only the
+    view reruns (to make results/f2l_table.csv its table again)."""
+    before, after = snakemake_other_student
+    other = snakemake_repo / f"results/{OTHER}/f2l_table.csv"
+    assert after == before
+    dry = run(["snakemake", "--dry-run", "results/f2l_table.csv"], cwd=snakemake_repo).stdout
+    jobs = {m.group(1) for m in re.finditer(r"^(?:local)?rule ([\w-]+):$", dry, re.M)}
+    assert jobs == {"view"}, jobs
+    run(["snakemake", "--cores", "1", "results/f2l_table.csv"], cwd=snakemake_repo)
+    assert (snakemake_repo / "results/f2l_table.csv").read_bytes() == (snakemake_repo / f"results/{NS}/f2l_table.csv").read_bytes()
+    assert other.is_file()
+
+
+def test_both_front_ends_give_the_same_bytes(snakemake_repo, snakemake_other_student, dvc_other_student):
+    """The same stages run by Snakemake and by DVC (the other student's student_weights, stage 1, stage 2 and
+    evaluation; same params, same commands) write identical weights and scores."""
+    wrote = dvc_other_student[3]
+    for rel in OTHER_ARTIFACTS:
+        assert (snakemake_repo / rel).read_bytes() == wrote[rel], rel
+    assert {m: json.loads((snakemake_repo / f"metrics/{OTHER}/{m}.json").read_text())["domains"]
+            for m in ("student_only", "gkd")} == wrote["avg"]
 
 
 def test_editing_a_module_reruns_exactly_the_stages_that_import_it(dvc_repo):
@@ -232,67 +261,3 @@ def test_editing_a_module_reruns_exactly_the_stages_that_import_it(dvc_repo):
         assert changed == expected and expected, (module, changed, expected)
     assert {n for n, f in deps.items() if "src/gkd/data/synthetic.py" in f} == {"prepare"}
     assert not {n for n, f in deps.items() if "src/gkd/data/mapillary.py" in f}
-
-
-@pytest.fixture(scope="module")
-def opt_in_runs(runs):
-    """The multi-seed tables through Snakemake and the budget curve through DVC, side by side (that both
-    front-ends declare both pipelines identically is tests/test_dag.py's business; that identical
-    declarations give identical bytes is test_dvc_repro_gives_the_same_bytes...)."""
-    smk, dvc = runs
-    run(["gkd", "dag", "--with", "budget"], cwd=dvc)  # declared once asked for (see test_dag)
-    proc = subprocess.Popen(["dvc", "repro", "pipelines/budget/dvc.yaml"], cwd=dvc,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        run(["snakemake", "--cores", "1", "results/f2l_seeds.csv", "results/f2f_seeds.csv"], cwd=smk)
-    finally:
-        out, _ = proc.communicate(timeout=1800)
-    assert proc.returncode == 0, out[-3000:]
-    return smk, dvc
-
-
-def test_seeds_and_budget_tables(opt_in_runs):
-    smk, dvc = opt_in_runs
-    seeds = pd.read_csv(smk / "results/f2l_seeds.csv")
-    assert seeds["Method"].tolist() == ["Teacher", "Student-only", "+GKD"]
-    assert seeds["n"].tolist() == [1, 2, 2]
-    only = seeds.set_index("Method").loc["Student-only"]
-    assert only["CI low"] <= only["GKD − method"] <= only["CI high"]
-    assert pd.read_csv(smk / "results/f2f_seeds.csv")["Method"].tolist() == ["Teacher", "+GKD"]
-    # the seeds differ (a seed reaches the student-side stages) and seed 0 is the single-seed table's run
-    runs = [json.loads((smk / p).read_text())["avg"] for p in (f"metrics/{NS}/gkd.json", f"metrics/{NS}/seed1/gkd.json")]
-    assert runs[0] != runs[1]
-    assert abs(seeds.set_index("Method").loc["+GKD", "Avg mean"] - sum(runs) / 2) < 0.01
-    budget = pd.read_csv(dvc / "results/budget_table.csv")
-    assert budget["budget"].tolist() == [1, 1, 2, 2]
-    assert budget.loc[budget["Method"] == "+GKD", "R² fea (sim)"].notna().all()
-    # the 1x rows are the main pipeline's runs; the 2x ones trained longer
-    steps = [json.loads((dvc / f"models/{NS}/{p}gkd/stage1/backbone.json").read_text())["steps"]
-             for p in ("", "budget2/")]
-    assert steps[1] == 2 * steps[0], steps
-    assert (smk / f"plots/{NS}/f2l_seeds.png").stat().st_size > 10_000
-    assert (dvc / f"plots/{NS}/budget_curve.png").stat().st_size > 10_000
-    # the spread each row of the single-seed table can show, and the label-free check of every stage-1 run
-    spread = pd.read_csv(smk / f"results/{NS}/f2l_spread.csv").set_index("Method")
-    assert spread.loc["+GKD", "runs"] == 2 and abs(spread.loc["+GKD", "sd"] - pd.Series(runs).std()) < 0.01
-    check = pd.read_csv(smk / f"results/{NS}/f2l_stage1_check.csv")
-    assert check["seed"].tolist() == [0, 1] and check["Avg"].round(4).tolist() == pd.Series(runs).round(4).tolist()
-    assert ((check["cka_init"] > 0) & (check["cka_init"] <= 1 + 1e-6)).all()
-    assert (smk / f"plots/{NS}/f2l_stage1_check.png").stat().st_size > 10_000
-
-
-def test_snakemake_runs_of_two_students_coexist(opt_in_runs):
-    """`--config student=vit_t` builds beside the default student's outputs; back to the default, only the
-    view reruns (to make results/f2l_table.csv its table again)."""
-    smk, _ = opt_in_runs
-    first = {p: p.stat().st_mtime_ns for p in (smk / "models" / NS).rglob("*") if p.is_file()}
-    run(["snakemake", "--cores", "1", "results/f2l_table.csv", "--config", "student=vit_t"], cwd=smk)
-    other = smk / f"results/{TEACHER_NS}/vit_t/f2l_table.csv"
-    assert (smk / "results/f2l_table.csv").read_bytes() == other.read_bytes()
-    assert {p: p.stat().st_mtime_ns for p in (smk / "models" / NS).rglob("*") if p.is_file()} == first
-    dry = run(["snakemake", "--dry-run", "results/f2l_table.csv"], cwd=smk).stdout
-    jobs = {m.group(1) for m in re.finditer(r"^(?:local)?rule ([\w-]+):$", dry, re.M)}
-    assert jobs == {"view"}, jobs
-    run(["snakemake", "--cores", "1", "results/f2l_table.csv"], cwd=smk)
-    assert (smk / "results/f2l_table.csv").read_bytes() == (smk / f"results/{NS}/f2l_table.csv").read_bytes()
-    assert other.is_file()

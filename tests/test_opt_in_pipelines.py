@@ -1,0 +1,68 @@
+"""The opt-in pipelines on the tiny DAG: the multi-seed tables through Snakemake and the budget curve through
+DVC, each in its own copy of the session's Snakemake run (tests/conftest.py). That both front-ends declare both
+pipelines identically is tests/test_dag.py's business; that identical declarations give identical bytes,
+tests/test_pipeline.py's."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import copy_workspace, run
+
+pytestmark = pytest.mark.slow
+NS = "synthetic/tiny_vfm/vit_t6"
+
+
+@pytest.fixture(scope="module")
+def seeds_repo(tiny_dag, tmp_path_factory):
+    repo = copy_workspace(tiny_dag, tmp_path_factory.mktemp("seeds") / "repo")
+    run(["snakemake", "--cores", "1", "results/f2l_seeds.csv"], cwd=repo)  # F2F's table: the same stage, setting f2f
+    return repo
+
+
+@pytest.fixture(scope="module")
+def budget_repo(tiny_dag, tmp_path_factory):
+    repo = copy_workspace(tiny_dag, tmp_path_factory.mktemp("budget") / "repo")
+    run(["dvc", "commit", "-f"], cwd=repo)            # the handover (README), then DVC runs the 2x budget
+    run(["gkd", "dag", "--with", "budget"], cwd=repo)  # declared once asked for (see test_dag)
+    out = run(["dvc", "repro", "pipelines/budget/dvc.yaml"], cwd=repo).stdout
+    ran = {line.split("'")[1].rsplit(":", 1)[-1] for line in out.splitlines() if line.startswith("Running stage")}
+    # the 1x rows are the main pipeline's, not rerun
+    assert ran == {f"{kind}-{m}-x2" for kind in ("adapt", "evaluate") for m in ("student_only", "gkd")} | \
+        {"distill-gkd-x2", "budget-report", "budget-view"}, ran
+    return repo
+
+
+def test_seeds_table(seeds_repo):
+    smk = seeds_repo
+    seeds = pd.read_csv(smk / "results/f2l_seeds.csv")
+    assert seeds["Method"].tolist() == ["Teacher", "Student-only", "+GKD"]
+    assert seeds["n"].tolist() == [1, 2, 2]
+    only = seeds.set_index("Method").loc["Student-only"]
+    assert only["CI low"] <= only["GKD − method"] <= only["CI high"]
+    # the seeds differ (a seed reaches the student-side stages) and seed 0 is the single-seed table's run
+    runs = [json.loads((smk / p).read_text())["avg"] for p in (f"metrics/{NS}/gkd.json", f"metrics/{NS}/seed1/gkd.json")]
+    assert runs[0] != runs[1]
+    assert abs(seeds.set_index("Method").loc["+GKD", "Avg mean"] - sum(runs) / 2) < 0.01
+    assert (smk / f"plots/{NS}/f2l_seeds.png").stat().st_size > 10_000
+    # the spread each row of the single-seed table can show, and the label-free check of every stage-1 run
+    spread = pd.read_csv(smk / f"results/{NS}/f2l_spread.csv").set_index("Method")
+    assert spread.loc["+GKD", "runs"] == 2 and abs(spread.loc["+GKD", "sd"] - pd.Series(runs).std()) < 0.01
+    check = pd.read_csv(smk / f"results/{NS}/f2l_stage1_check.csv")
+    assert check["seed"].tolist() == [0, 1] and check["Avg"].round(4).tolist() == pd.Series(runs).round(4).tolist()
+    assert ((check["cka_init"] > 0) & (check["cka_init"] <= 1 + 1e-6)).all()
+    assert (smk / f"plots/{NS}/f2l_stage1_check.png").stat().st_size > 10_000
+
+
+def test_budget_table(budget_repo):
+    dvc = budget_repo
+    budget = pd.read_csv(dvc / "results/budget_table.csv")
+    assert budget["budget"].tolist() == [1, 1, 2, 2]
+    assert budget.loc[budget["Method"] == "+GKD", "R² fea (sim)"].notna().all()
+    # the 1x rows are the main pipeline's runs; the 2x ones trained longer
+    steps = [json.loads((dvc / f"models/{NS}/{p}gkd/stage1/backbone.json").read_text())["steps"]
+             for p in ("", "budget2/")]
+    assert steps[1] == 2 * steps[0], steps
+    assert (dvc / f"plots/{NS}/budget_curve.png").stat().st_size > 10_000
