@@ -3,14 +3,15 @@
 One complete run of the tiny DAG (Snakemake, handed to DVC with `dvc commit -f`), with five methods — a
 plain one, a logit-KD and a feature-KD baseline, and both label-free methods — and the README's `f2f:
 {methods: []}` (so that row, "plans and runs the F2L table", is the fixture itself); it widens the session's
-run of tests/tiny.yaml's two methods, so only the three added methods' stages and the reports run here. Each row copies the
-finished workspace, changes one thing and asks both front-ends what is stale: `dvc status` names the stages
-whose own inputs changed, `snakemake -n` every job it would run (those and everything downstream).
+run of tests/tiny.yaml's two methods, so only the three added methods' stages and the reports run here. Each
+row copies the finished workspace, changes one thing and asks both front-ends what is stale: `dvc status` names
+the stages whose own inputs changed, `snakemake -n` every job it would run (those and everything downstream).
 """
 from __future__ import annotations
 
 import json
 import re
+
 import pytest
 import yaml
 
@@ -41,8 +42,7 @@ def finished(tiny_dag, tmp_path_factory):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["gkd", "dag"], cwd=repo)  # another method list means another generated dvc.yaml
     proc = run(["snakemake", "--cores", "1"], cwd=repo, timeout=1800)  # rule all: the F2L table, the figure
-    out = proc.stdout + proc.stderr
-    ran = {m.group(1) for m in re.finditer(r"^(?:local)?rule ([\w-]+):$", out, re.M)} - {"all"}
+    ran = snakemake_jobs(proc.stdout + proc.stderr)
     assert ran == stages_of("vanilla_kd", "vitkd", "proteus") | REPORTS, ran  # nothing the first run made
     run(["dvc", "commit", "-f"], cwd=repo)   # DVC records what Snakemake built (README: handing over)
     run(["snakemake", "--cores", "1", "--touch"], cwd=repo)  # mtimes in DAG order after DVC's checkout
@@ -54,8 +54,12 @@ def finished(tiny_dag, tmp_path_factory):
 def stale(repo, *snakemake_args) -> dict[str, set[str]]:
     dvc = set(json.loads(run(["dvc", "status", "dvc.yaml", "--json"], cwd=repo).stdout))
     dry = run(["snakemake", "--dry-run", *snakemake_args], cwd=repo).stdout
-    jobs = {m.group(2) for m in re.finditer(r"^(local)?rule ([\w-]+):$", dry, re.M)} - {"all"}
-    return {"dvc": dvc, "snakemake": jobs}
+    return {"dvc": dvc, "snakemake": snakemake_jobs(dry)}
+
+
+def snakemake_jobs(log: str) -> set[str]:
+    """The jobs a Snakemake log (a run's or a dry run's) names, less the target rule."""
+    return {m.group(1) for m in re.finditer(r"^(?:local)?rule ([\w-]+):$", log, re.M)} - {"all"}
 
 
 def downstream(repo, direct: set[str]) -> set[str]:

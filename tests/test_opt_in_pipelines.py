@@ -18,7 +18,7 @@ NS = "synthetic/tiny_vfm/vit_t6"
 @pytest.fixture(scope="module")
 def seeds_repo(tiny_dag, tmp_path_factory):
     repo = copy_workspace(tiny_dag, tmp_path_factory.mktemp("seeds") / "repo")
-    run(["snakemake", "--cores", "1", "results/f2l_seeds.csv"], cwd=repo)  # F2F's table: the same stage, setting f2f
+    run(["snakemake", "--cores", "1", "results/f2l_seeds.csv"], cwd=repo)  # F2F's seeds table: the same stage with `--setting f2f`, not built here
     return repo
 
 
