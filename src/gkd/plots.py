@@ -164,7 +164,9 @@ def stage1_check(df: pd.DataFrame, checks, path: Path, title: str) -> None:
     for ax, (key, label) in zip(axes[0], checks):
         for i, method in enumerate(methods):
             rows = df[df["Method"] == method]
-            ax.scatter(rows[key], rows["Avg"], color=colours(i), label=method, s=30)
+            # tab10 has ten colours: past them the marker tells the recipes apart
+            ax.scatter(rows[key], rows["Avg"], color=colours(i % 10), marker="os^DvP"[i // 10 % 6], label=method,
+                       s=30)
         valid = df[[key, "Avg"]].dropna()
         rho = valid[key].rank().corr(valid["Avg"].rank()) if len(valid) > 2 else float("nan")  # Spearman
         ax.set_xlabel(label, fontsize=9)
