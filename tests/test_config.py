@@ -61,6 +61,16 @@ def test_wrong_type_and_unknown_key_are_named():
         from_dict(raw)
 
 
+@pytest.mark.parametrize("key", ["head_lr", "source_lr"])
+def test_a_stage1_learning_rate_must_be_positive_or_null(key):
+    raw = tiny_params()
+    raw["distill"][key] = 0.0
+    with pytest.raises(ConfigError, match=rf"distill.{key} must be a positive learning rate or null"):
+        from_dict(raw)
+    raw["distill"][key] = None
+    assert getattr(from_dict(raw).distill, key) is None
+
+
 def test_numbers_from_command_lines_are_cast():
     raw = tiny_params()
     raw["seed"] = "3"  # snakemake --config hands values over as strings

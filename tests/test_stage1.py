@@ -167,7 +167,8 @@ def test_probe_recovers_a_linear_teacher_and_not_noise():
 
 
 def test_stage1_heads_get_their_own_learning_rate_only_when_head_lr_is_set(tiny_cfg):
-    """`distill.head_lr`: the fresh heads' lr; null keeps one lr for student and heads (the official code)."""
+    """`distill.head_lr`: the fresh heads' lr; null keeps one lr for student and heads (the official code).
+    `distill.source_lr`: the student's lr in phase 1b only."""
     import dataclasses
     from gkd.methods.gkd import GKD, GKDOptions
     from gkd.models.backbone import create_backbone
@@ -177,11 +178,15 @@ def test_stage1_heads_get_their_own_learning_rate_only_when_head_lr_is_set(tiny_
     module = GKD(GKDOptions()).stage1_module(student, 64)
     head_ids = {id(p) for n, p in module.named_parameters() if not n.startswith("student.")}
 
-    def lrs(d):
-        return {(id(p) in head_ids, g["lr"]) for g in stage1_param_groups(module, d) for p in g["params"]}
-    same = dataclasses.replace(tiny_cfg.distill, lr=3e-4, head_lr=None)
-    assert lrs(same) == {(False, 3e-4), (True, 3e-4)}
+    def lrs(d, phase="1a"):
+        return {(id(p) in head_ids, g["lr"]) for g in stage1_param_groups(module, d, phase) for p in g["params"]}
+    same = dataclasses.replace(tiny_cfg.distill, lr=3e-4, head_lr=None, source_lr=None)
+    assert lrs(same) == lrs(same, "1b") == {(False, 3e-4), (True, 3e-4)}
     assert lrs(dataclasses.replace(same, head_lr=3e-3)) == {(False, 3e-4), (True, 3e-3)}
+    # distill.source_lr moves only the student, and only in phase 1b
+    slow_1b = dataclasses.replace(same, source_lr=3e-5)
+    assert lrs(slow_1b) == {(False, 3e-4), (True, 3e-4)}
+    assert lrs(slow_1b, "1b") == {(False, 3e-5), (True, 3e-4)}
     every = [p for g in stage1_param_groups(module, same) for p in g["params"]]
     assert len(every) == len({id(p) for p in every}) == sum(p.requires_grad for p in module.parameters())
 

@@ -35,3 +35,22 @@ def test_a_run_without_a_recipe_name_is_one_error(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stage1_screen.py"), "--runs", str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and f"got {str(tmp_path)!r}" in proc.stderr
+
+
+def test_append_keeps_earlier_rows_and_reads_a_dag_model_folder(tmp_path):
+    """A DAG model folder's metrics live at the mirror path under metrics/ (WS/metrics/.../gkd.json)."""
+    fake_run(tmp_path / "a", 15.9, 0.01)
+    model = tmp_path / "ws" / "models" / "synthetic" / "seed1" / "gkd"
+    fake_run(model, 9.1, 0.3)
+    metrics = tmp_path / "ws" / "metrics" / "synthetic" / "seed1" / "gkd.json"
+    metrics.parent.mkdir(parents=True)
+    (model / "metrics.json").rename(metrics)
+    out, plot = tmp_path / "screen.csv", tmp_path / "screen.png"
+    script = [sys.executable, str(ROOT / "benchmarks" / "stage1_screen.py"), "--out", str(out), "--plot", str(plot)]
+    subprocess.run(script + ["--runs", f"base={tmp_path / 'a'}"], check=True, capture_output=True)
+    subprocess.run(script + ["--append", "--runs", f"slr={model}", f"base2={tmp_path / 'a'}"], check=True,
+                   capture_output=True)
+    df = pd.read_csv(out)
+    assert df["Method"].tolist() == ["slr", "base2"] and df["Avg"].tolist() == [9.1, 15.9]
+    subprocess.run(script + ["--append", "--runs", f"base={tmp_path / 'a'}"], check=True, capture_output=True)
+    assert pd.read_csv(out)["Method"].tolist() == ["slr", "base"]

@@ -203,6 +203,7 @@ class DistillConfig:
     batch_size: int            # images per step
     lr: float                  # peak learning rate of the student (cosine schedule per phase)
     head_lr: Optional[float]   # the stage-1 heads' lr (null: ``lr``, as the official code)
+    source_lr: Optional[float] # the student's peak lr in phase 1b (null: ``lr``); the heads keep ``head_lr``
     min_lr: float              # learning rate at the end of each phase
     warmup_steps: int          # linear warm-up steps at the start of each phase (0: none, as the official code)
     head_warmup_steps: int     # first steps of each phase in which only the fresh heads train (student lr 0)
@@ -214,6 +215,9 @@ class DistillConfig:
         if self.head_lr is not None and not self.head_lr > 0:
             raise ConfigError(f"distill.head_lr must be a positive learning rate or null (= distill.lr), "
                               f"got {self.head_lr!r}")
+        if self.source_lr is not None and not self.source_lr > 0:
+            raise ConfigError(f"distill.source_lr must be a positive learning rate or null (= distill.lr), "
+                              f"got {self.source_lr!r}")
         if self.head_warmup_steps < 0:
             raise ConfigError(f"distill.head_warmup_steps must be >= 0, got {self.head_warmup_steps}")
         check_schedule("distill", self.warmup_steps, self.ema)

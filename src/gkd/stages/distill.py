@@ -224,7 +224,7 @@ def train_phase(cfg, method: LabelFreeMethod, method_name: str, number: int, pha
     d, seed, acc = cfg.distill, cfg.train_seed, stage.acc
     torch.manual_seed(seed + number)  # fresh heads, deterministic per run and phase
     module = method.stage1_module(student, source_width(teacher))
-    optimizer = torch.optim.AdamW(stage1_param_groups(module, d))
+    optimizer = torch.optim.AdamW(stage1_param_groups(module, d, phase))
     step = targets_step(teacher, seed, method.mask_ratio, student.num_patches, acc.device)
     steps = train.fit(acc=acc, module=module, optimizer=optimizer, phases=[train.Phase(key, dataset, epochs)],
                       batch_size=d.batch_size, step_fn=step, min_lr_ratio=d.min_lr / d.lr, seed=seed,
@@ -287,13 +287,14 @@ def stage1_step(cache: features.TeacherCache, views_cfg, data_seed: int, run_see
     return targets_step(features.CachedTeacher(cache, views_cfg, data_seed), run_seed, mask_ratio, num_patches, device)
 
 
-def stage1_param_groups(module, d) -> list[dict]:
-    """AdamW groups of a stage-1 module: the student at ``lr``, the fresh heads at ``head_lr`` (or ``lr``).
-    The min-lr ratio of the schedule applies to both."""
+def stage1_param_groups(module, d, phase: str = "1a") -> list[dict]:
+    """AdamW groups of a stage-1 module: the student at ``lr`` (in phase 1b at ``source_lr`` when it is set),
+    the fresh heads at ``head_lr`` (or ``lr``). The min-lr ratio of the schedule applies to every group."""
     named = list(module.named_parameters())
     student = [(n, p) for n, p in named if n.startswith("student.")]
     heads = [(n, p) for n, p in named if not n.startswith("student.")]
-    held = [dict(g, hold_steps=d.head_warmup_steps) for g in train.param_groups(student, d.lr, d.weight_decay)]
+    student_lr = d.source_lr if phase == "1b" and d.source_lr is not None else d.lr
+    held = [dict(g, hold_steps=d.head_warmup_steps) for g in train.param_groups(student, student_lr, d.weight_decay)]
     return held + train.param_groups(heads, d.lr if d.head_lr is None else d.head_lr, d.weight_decay)
 
 
