@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# A job's header line in Snakemake's log of a run or a dry run ("rule distill-gkd:", "localrule all:")
+SNAKEMAKE_JOB = re.compile(r"^(?:local)?rule ([\w-]+):$", re.M)
 
 # Hub lookups would hang ~50 s before failing: tests never need the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -149,3 +152,8 @@ def quick_tests_run_no_stage(request, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"{request.node.nodeid} runs a pipeline stage but is not marked slow")
     monkeypatch.setattr(common, "setup", refuse)
+
+
+def snakemake_job_names(log: str) -> set[str]:
+    """The jobs a Snakemake log (a run's or a dry run's) names, less the target rule."""
+    return set(SNAKEMAKE_JOB.findall(log)) - {"all"}

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, copy_repo, run, tiny_params
+from conftest import ROOT, SNAKEMAKE_JOB, copy_repo, run, tiny_params
 
 # runs Snakemake and DVC processes on copies of the repository (no stage runs, but 15-30 s each on 2 cores):
 # the full suite's, not the quick tier's
@@ -43,7 +43,7 @@ def snakemake_jobs(repo, targets) -> dict[str, dict]:
     out = run(["snakemake", "--dry-run", "--forceall", "--printshellcmds", *targets], cwd=repo).stdout
     jobs, job = {}, None
     for line in out.splitlines():
-        m = re.match(r"^(?:local)?rule ([\w-]+):$", line)
+        m = SNAKEMAKE_JOB.match(line)
         if m:
             job = {"rule": m.group(1), "input": set(), "output": set(), "wildcards": {}}
             continue

@@ -10,12 +10,11 @@ the stages whose own inputs changed, `snakemake -n` every job it would run (thos
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import yaml
 
-from conftest import copy_workspace, run
+from conftest import copy_workspace, run, snakemake_job_names as snakemake_jobs
 
 pytestmark = pytest.mark.slow
 METHODS = ["student_only", "vanilla_kd", "vitkd", "proteus", "gkd"]
@@ -55,11 +54,6 @@ def stale(repo, *snakemake_args) -> dict[str, set[str]]:
     dvc = set(json.loads(run(["dvc", "status", "dvc.yaml", "--json"], cwd=repo).stdout))
     dry = run(["snakemake", "--dry-run", *snakemake_args], cwd=repo).stdout
     return {"dvc": dvc, "snakemake": snakemake_jobs(dry)}
-
-
-def snakemake_jobs(log: str) -> set[str]:
-    """The jobs a Snakemake log (a run's or a dry run's) names, less the target rule."""
-    return {m.group(1) for m in re.finditer(r"^(?:local)?rule ([\w-]+):$", log, re.M)} - {"all"}
 
 
 def downstream(repo, direct: set[str]) -> set[str]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import ROOT, copy_workspace, run
+from conftest import ROOT, copy_workspace, run, snakemake_job_names
 
 pytestmark = pytest.mark.slow
 # outputs are namespaced by benchmark / teacher / student (tests/tiny.yaml's selectors)
@@ -227,7 +226,7 @@ def test_snakemake_runs_of_two_students_coexist(snakemake_repo, snakemake_other_
     other = snakemake_repo / f"results/{OTHER}/f2l_table.csv"
     assert after == before
     dry = run(["snakemake", "--dry-run", "results/f2l_table.csv"], cwd=snakemake_repo).stdout
-    jobs = {m.group(1) for m in re.finditer(r"^(?:local)?rule ([\w-]+):$", dry, re.M)}
+    jobs = snakemake_job_names(dry)
     assert jobs == {"view"}, jobs
     run(["snakemake", "--cores", "1", "results/f2l_table.csv"], cwd=snakemake_repo)
     assert (snakemake_repo / "results/f2l_table.csv").read_bytes() == (snakemake_repo / f"results/{NS}/f2l_table.csv").read_bytes()

@@ -54,3 +54,11 @@ def test_append_keeps_earlier_rows_and_reads_a_dag_model_folder(tmp_path):
     assert df["Method"].tolist() == ["slr", "base2"] and df["Avg"].tolist() == [9.1, 15.9]
     subprocess.run(script + ["--append", "--runs", f"base={tmp_path / 'a'}"], check=True, capture_output=True)
     assert pd.read_csv(out)["Method"].tolist() == ["slr", "base"]
+
+
+def test_every_method_of_a_figure_gets_its_own_colour_and_marker():
+    """Fifteen recipes in the screen: tab10's ten colours alone would give five of them a colour twice."""
+    from gkd.plots import _plt, series_style
+    plt = _plt()
+    styles = [series_style(plt, i) for i in range(15)]
+    assert len({(tuple(s["color"]), s["marker"]) for s in styles}) == 15

@@ -17,6 +17,11 @@ def _plt():
     return plt
 
 
+def series_style(plt, i: int) -> dict:
+    """Colour and marker of the i-th method of a figure: tab10 has ten colours, past them the marker differs."""
+    return dict(color=plt.get_cmap("tab10")(i % 10), marker="os^DvP"[i // 10 % 6])
+
+
 def table_figure(df: pd.DataFrame, path: Path, title: str) -> None:
     """Heatmap of the table next to bars grouped by domain (one colour per method)."""
     import seaborn as sns
@@ -47,13 +52,12 @@ def radar(df: pd.DataFrame, axes: list[str], path: Path, title: str) -> None:
     fig = plt.figure(figsize=(6.5, 6.5), dpi=110)
     ax = fig.add_subplot(111, polar=True)
     top = max(1.0, float(df[axes].to_numpy().max()))
-    colours = plt.get_cmap("tab10")
     for i, (_, row) in enumerate(df.iterrows()):
         values = [row[a] for a in axes]
-        style = dict(linewidth=2.6 if "GKD" in row["Method"] else 1.4,
-                     linestyle="--" if row["Method"] == "Teacher" else "-")
-        ax.plot(angles + angles[:1], values + values[:1], label=row["Method"], color=colours(i), **style)
-        ax.fill(angles + angles[:1], values + values[:1], color=colours(i), alpha=0.06)
+        style = dict(series_style(plt, i), linewidth=2.6 if "GKD" in row["Method"] else 1.4,
+                     linestyle="--" if row["Method"] == "Teacher" else "-", markersize=4)
+        ax.plot(angles + angles[:1], values + values[:1], label=row["Method"], **style)
+        ax.fill(angles + angles[:1], values + values[:1], color=style["color"], alpha=0.06)
     ax.set_xticks(angles)
     ax.set_xticklabels(axes)
     ax.set_ylim(0, top * 1.05)
@@ -159,14 +163,11 @@ def stage1_check(df: pd.DataFrame, checks, path: Path, title: str) -> None:
     """Target Avg of every stage-1 run against each label-free check (one panel each), Spearman's ρ per panel."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(checks), figsize=(4.6 * len(checks), 4.2), dpi=110, squeeze=False)
-    colours = plt.get_cmap("tab10")
     methods = list(dict.fromkeys(df["Method"]))
     for ax, (key, label) in zip(axes[0], checks):
         for i, method in enumerate(methods):
             rows = df[df["Method"] == method]
-            # tab10 has ten colours: past them the marker tells the recipes apart
-            ax.scatter(rows[key], rows["Avg"], color=colours(i % 10), marker="os^DvP"[i // 10 % 6], label=method,
-                       s=30)
+            ax.scatter(rows[key], rows["Avg"], label=method, s=30, **series_style(plt, i))
         valid = df[[key, "Avg"]].dropna()
         rho = valid[key].rank().corr(valid["Avg"].rank()) if len(valid) > 2 else float("nan")  # Spearman
         ax.set_xlabel(label, fontsize=9)
@@ -186,10 +187,9 @@ def budget_curve(df: pd.DataFrame, path: Path, title: str) -> None:
     r2 = [c for c in df.columns if c.startswith("R² ") and c.endswith("(sim)")]
     panels = [("Avg", "Avg mIoU over unseen domains (%)"), (source, f"{source} mIoU (%)")]
     fig, axes = plt.subplots(1, len(panels) + bool(r2), figsize=(5.2 * (len(panels) + bool(r2)), 4.3), dpi=110)
-    colours = plt.get_cmap("tab10")
     for i, method in enumerate(dict.fromkeys(df["Method"])):
         rows = df[df["Method"] == method]
-        style = dict(marker="o", color=colours(i), linewidth=2.4 if "GKD" in method else 1.3, label=method)
+        style = dict(series_style(plt, i), linewidth=2.4 if "GKD" in method else 1.3, label=method)
         for ax, (col, label) in zip(axes, panels):
             ax.plot(rows["budget"], rows[col], **style)
             ax.set(xscale="log", xlabel="budget (x default epochs)", ylabel=label)
