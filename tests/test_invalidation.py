@@ -14,7 +14,7 @@ import json
 import pytest
 import yaml
 
-from conftest import copy_workspace, run, snakemake_job_names as snakemake_jobs
+from conftest import copy_workspace, run, snakemake_job_names
 
 pytestmark = pytest.mark.slow
 METHODS = ["student_only", "vanilla_kd", "vitkd", "proteus", "gkd"]
@@ -41,7 +41,7 @@ def finished(tiny_dag, tmp_path_factory):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["gkd", "dag"], cwd=repo)  # another method list means another generated dvc.yaml
     proc = run(["snakemake", "--cores", "1"], cwd=repo, timeout=1800)  # rule all: the F2L table, the figure
-    ran = snakemake_jobs(proc.stdout + proc.stderr)
+    ran = snakemake_job_names(proc.stdout + proc.stderr)
     assert ran == stages_of("vanilla_kd", "vitkd", "proteus") | REPORTS, ran  # nothing the first run made
     run(["dvc", "commit", "-f"], cwd=repo)   # DVC records what Snakemake built (README: handing over)
     run(["snakemake", "--cores", "1", "--touch"], cwd=repo)  # mtimes in DAG order after DVC's checkout
@@ -53,7 +53,7 @@ def finished(tiny_dag, tmp_path_factory):
 def stale(repo, *snakemake_args) -> dict[str, set[str]]:
     dvc = set(json.loads(run(["dvc", "status", "dvc.yaml", "--json"], cwd=repo).stdout))
     dry = run(["snakemake", "--dry-run", *snakemake_args], cwd=repo).stdout
-    return {"dvc": dvc, "snakemake": snakemake_jobs(dry)}
+    return {"dvc": dvc, "snakemake": snakemake_job_names(dry)}
 
 
 def downstream(repo, direct: set[str]) -> set[str]:
