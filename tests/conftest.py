@@ -157,3 +157,13 @@ def quick_tests_run_no_stage(request, monkeypatch):
 def snakemake_job_names(log: str) -> set[str]:
     """The jobs a Snakemake log (a run's or a dry run's) names, less the target rule."""
     return set(SNAKEMAKE_JOB.findall(log)) - {"all"}
+
+
+def snakemake_job_blocks(log: str) -> dict[str, str]:
+    """Each job's block of a Snakemake log, from its header line to the next job's: the first per rule."""
+    starts = list(SNAKEMAKE_JOB.finditer(log))
+    ends = [m.start() for m in starts[1:]] + [len(log)]
+    blocks: dict[str, str] = {}
+    for header, end in zip(starts, ends):
+        blocks.setdefault(header.group(1), log[header.start():end])
+    return blocks

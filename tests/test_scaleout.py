@@ -179,17 +179,13 @@ def test_slurm_profile_dry_run_resolves_with_per_rule_resources(tmp_path):
     workflow/resources.yaml (execution settings, not params)."""
     import re
     import yaml
-    from conftest import copy_repo, run, tiny_params
+    from conftest import copy_repo, run, snakemake_job_blocks, tiny_params
     params = tiny_params()
     repo = copy_repo(tmp_path, params)
     out = run(["snakemake", "--profile", "workflow/profiles/slurm", "--dry-run", "results/f2l_table.csv"],
               cwd=repo).stdout
     families = {"prepare": "data", "teacher_features": "teacher", "distill-gkd": "train", "evaluate-gkd": "evaluate"}
-    blocks = {}
-    for block in re.split(r"\n(?=(?:local)?rule [\w-]+:\n)", out):
-        rule = re.match(r"(?:local)?rule ([\w-]+):\n", block)
-        if rule:
-            blocks.setdefault(rule.group(1), block)
+    blocks = snakemake_job_blocks(out)
     for rule, family in families.items():
         want = yaml.safe_load((repo / "workflow/resources.yaml").read_text())[family]
         resources = re.search(r"^    resources: (.*)$", blocks[rule], re.M).group(1)
