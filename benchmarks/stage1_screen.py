@@ -8,7 +8,7 @@ the DAG writes to the mirror path ``WS/metrics/.../seed1/gkd.json``); name them 
         --out results/stage1_screen.csv --plot docs/stage1_screen.png
 
 ``--append`` keeps the rows already in ``--out`` (a run listed again replaces its old row) and redraws the
-figure over all of them.
+figure over all of them; without ``--runs`` it only redraws the figure from ``--out``.
 
 Writes one row per run (recipe, folder, target Avg, sim val, the checks) and the figure of target Avg against
 each check with Spearman's rho (``gkd.plots.stage1_check``). Target Avg is reported here, never used to choose.
@@ -55,7 +55,8 @@ def row(recipe: str, folder: Path) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", nargs="+", required=True, help="RECIPE=FOLDER, one per stage-1 run")
+    p.add_argument("--runs", nargs="+", default=[],
+                   help="RECIPE=FOLDER, one per stage-1 run (none: redraw --plot from the rows in --out)")
     p.add_argument("--out", type=Path, default=Path("results/stage1_screen.csv"))
     p.add_argument("--plot", type=Path, default=Path("docs/stage1_screen.png"))
     p.add_argument("--append", action="store_true", help="keep the rows already in --out")
@@ -63,11 +64,16 @@ def main(argv=None) -> None:
     bad = [r for r in args.runs if "=" not in r]
     if bad:
         p.error(f"--runs takes RECIPE=FOLDER, got {bad[0]!r}")
-    df = pd.DataFrame([row(recipe, Path(folder)) for recipe, folder in (r.split("=", 1) for r in args.runs)])
-    if args.append and args.out.exists():
-        kept = pd.read_csv(args.out)
-        df = pd.concat([kept[~kept["run"].isin(df["run"])], df], ignore_index=True)
-    io.write_text(args.out, df.round(4).to_csv(index=False))
+    if not args.runs:  # redraw only
+        if not args.out.exists():
+            p.error(f"no --runs and no {args.out} to redraw the figure from")
+        df = pd.read_csv(args.out)
+    else:
+        df = pd.DataFrame([row(recipe, Path(folder)) for recipe, folder in (r.split("=", 1) for r in args.runs)])
+        if args.append and args.out.exists():
+            kept = pd.read_csv(args.out)
+            df = pd.concat([kept[~kept["run"].isin(df["run"])], df], ignore_index=True)
+        io.write_text(args.out, df.round(4).to_csv(index=False))
     plots.stage1_check(df, CHECKS, args.plot, f"Stage-1 runs of the lever screen ({len(df)} runs): "
                                                "label-free checks against target Avg")
     print(df.round(3).to_string(index=False))

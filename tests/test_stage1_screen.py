@@ -56,6 +56,19 @@ def test_append_keeps_earlier_rows_and_reads_a_dag_model_folder(tmp_path):
     assert pd.read_csv(out)["Method"].tolist() == ["slr", "base"]
 
 
+def test_without_runs_it_redraws_the_figure_from_the_table_and_leaves_the_table(tmp_path):
+    fake_run(tmp_path / "a", 15.9, 0.01)
+    out, plot = tmp_path / "screen.csv", tmp_path / "screen.png"
+    script = [sys.executable, str(ROOT / "benchmarks" / "stage1_screen.py"), "--out", str(out), "--plot", str(plot)]
+    subprocess.run(script + ["--runs", f"base={tmp_path / 'a'}"], check=True, capture_output=True)
+    table = out.read_bytes()
+    plot.unlink()
+    subprocess.run(script, check=True, capture_output=True)
+    assert plot.stat().st_size > 0 and out.read_bytes() == table
+    missing = subprocess.run(script[:2] + ["--out", str(tmp_path / "none.csv")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "none.csv to redraw" in missing.stderr
+
+
 def test_every_method_of_a_figure_gets_its_own_colour_and_marker():
     """Fifteen recipes in the screen: tab10's ten colours alone would give five of them a colour twice."""
     from gkd.plots import _plt, series_style

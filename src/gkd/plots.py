@@ -173,9 +173,10 @@ def stage1_check(df: pd.DataFrame, checks, path: Path, title: str) -> None:
         ax.set_xlabel(label, fontsize=9)
         ax.set_title(f"Spearman ρ = {rho:.2f} over {len(valid)} runs", fontsize=9)
     axes[0][0].set_ylabel("Avg mIoU over unseen domains (%)")
-    axes[0][0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    # beside the panels, not on one: a screen's runs fill every corner of the first panel
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     io.save_figure(path, fig)
     plt.close(fig)
 
