@@ -1,6 +1,7 @@
-"""Do two stage-1 seeds of one recipe learn the same features? Their agreement on held-out ``generic``
-images, against the spread of their target Avg (issue 21's second label-free candidate; label-free: no
-target image is read, target Avg is only reported).
+"""How far a recipe's stage-1 seeds agree on held-out generic images (patch CKA), against their target Avg.
+
+Do two stage-1 seeds of one recipe learn the same features? Issue 21's second label-free candidate for a
+check that predicts: no target image is read, target Avg is only reported.
 
 Each run is a stage-1 model folder (``stage1/`` inside, as the DAG writes it) named RECIPE=FOLDER; its
 metrics are found as ``benchmarks/stage1_screen.py`` finds them. For every pair of runs of one recipe: the
