@@ -61,7 +61,8 @@ def agreement(runs: list[tuple[str, Path]], data: Path, batch_size: int) -> tupl
     pairs = pd.DataFrame(pairs)
     rows = []
     for recipe, folder in runs:
-        mine = pairs[(pairs["a"] == str(folder)) | (pairs["b"] == str(folder))]
+        of_recipe = pairs[pairs["Method"] == recipe]  # a folder named in two recipes is compared within each
+        mine = of_recipe[(of_recipe["a"] == str(folder)) | (of_recipe["b"] == str(folder))]
         avg = json.loads(metrics_file(folder).read_text())["avg"]
         rows.append({"Method": recipe, "run": str(folder), "Avg": avg, "agreement": round(mine["cka"].mean(), 5)})
     return pd.DataFrame(rows), pairs

@@ -5,11 +5,13 @@ tests/test_pipeline.py's."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
-from conftest import copy_workspace, run
+from conftest import ROOT, copy_workspace, run
 
 pytestmark = pytest.mark.slow
 NS = "synthetic/tiny_vfm/vit_t6"
@@ -56,13 +58,9 @@ def test_seeds_table(seeds_repo):
     assert (smk / f"plots/{NS}/f2l_stage1_check.png").stat().st_size > 10_000
 
 
-
 def test_seed_agreement_of_the_seeds_runs(seeds_repo, tmp_path):
     """benchmarks/seed_agreement.py on the seeds target's two GKD stage-1 runs: a run against itself agrees
     exactly (CKA 1), two seeds less; each run's Avg is its metrics file's."""
-    import subprocess
-    import sys
-    from conftest import ROOT
     models = seeds_repo / f"models/{NS}"
     a, b = models / "gkd", models / "seed1/gkd"
     out = tmp_path / "agreement.csv"
@@ -73,11 +71,15 @@ def test_seed_agreement_of_the_seeds_runs(seeds_repo, tmp_path):
     recipes = pd.read_csv(tmp_path / "agreement_recipes.csv").set_index("Method")
     assert recipes.loc["same", "pairwise CKA"] == pytest.approx(1.0, abs=1e-6)
     assert 0 < recipes.loc["seeds", "pairwise CKA"] < 0.9999
+    # a run's agreement is within its recipe: run a's in `seeds` is its one pair there, not also `same`'s
+    seeds_runs = per_run[per_run["Method"] == "seeds"]
+    assert seeds_runs["agreement"].tolist() == pytest.approx([recipes.loc["seeds", "pairwise CKA"]] * 2, abs=1e-4)
     assert per_run["Avg"].tolist()[:2] == [json.loads((seeds_repo / p).read_text())["avg"]
                                           for p in (f"metrics/{NS}/gkd.json", f"metrics/{NS}/seed1/gkd.json")]
     one = subprocess.run([sys.executable, str(ROOT / "benchmarks/seed_agreement.py"), "--data", str(seeds_repo),
                           "--runs", f"seeds={a}"], capture_output=True, text=True)
     assert one.returncode != 0 and "seeds has one" in one.stderr
+
 
 def test_budget_table(budget_repo):
     dvc = budget_repo
