@@ -1,0 +1,143 @@
+"""How far each run's segmenter agrees with the teacher's on held-out generic images, against its target Avg.
+
+Issue 21's criterion 4 asks for a label-free quantity that separates the stage-1 runs that keep their
+robustness from those that lose it. Fidelity (R² through the heads), CKA to the teacher or to the
+initialisation, and the seeds' agreement with each other did not (docs/results.md). This one asks the
+question the targets ask, without a target image or any label: the teacher's segmenter (the Teacher row:
+frozen teacher + decoder trained on source labels) is robust; after stage 2, does the student's segmenter
+predict what the teacher's predicts on images whose appearance the source never showed? The images are the
+prepared benchmark's held-out ``generic`` split (randomised palettes, textures and lighting, drawn never to
+coincide with a target domain's settings; for a real benchmark, the held-out images of ``generic_folder``).
+The teacher's arg-max is the reference: agreement = mIoU of the student's arg-max against it (the metric's
+own confusion-matrix mIoU). The same on the source's ``val`` split is reported beside it as the control: it
+measures the source fit, which the screen found goes the other way (docs/results.md).
+
+Each run is a method folder holding ``stage2/`` (as the DAG writes it), named RECIPE=FOLDER; its target Avg
+is read from the DAG's metrics file (as ``benchmarks/stage1_screen.py`` finds it), only to be reported:
+
+    python benchmarks/teacher_agreement.py --data ws/data/prepared/synthetic \
+        --teacher ws/models/synthetic/dinov2_s14/teacher_task \
+        --runs base=ws/models/synthetic/dinov2_s14/vit_t6/gkd base=ws/models/.../seed1/gkd ... \
+        --out results/teacher_agreement.csv --plot docs/teacher_agreement.png
+
+The prediction, written down before the first run (13 GKD stage-1 runs of four recipes on the AVX-512
+host): agreement on ``generic`` rises with target Avg — Spearman ρ ≥ 0.6 over all runs and > 0 within the
+defaults' five seeds; the ``sim`` val control does not (|ρ| < 0.6). If either part fails it is not a check.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gkd import io  # noqa: E402
+from gkd.data.prepared import SegmentationSplit, read_meta, to_float  # noqa: E402
+from gkd.metrics import confusion, iou_from_confusion  # noqa: E402
+from gkd.models.artifacts import load_segmenter  # noqa: E402
+from stage1_screen import metrics_file  # noqa: E402
+
+
+def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
+    runs = []
+    for item in items:
+        recipe, sep, folder = item.partition("=")
+        if not sep or not recipe:
+            raise SystemExit(f"--runs: {item!r} is not RECIPE=FOLDER")
+        if not (Path(folder) / "stage2" / "model.json").is_file():
+            raise SystemExit(f"--runs: {folder!r} holds no stage2/model.json")
+        if not metrics_file(Path(folder)).is_file():
+            raise SystemExit(f"--runs: {folder!r} has no metrics file ({metrics_file(Path(folder))})")
+        runs.append((recipe, Path(folder)))
+    return runs
+
+
+@torch.no_grad()
+def predictions(model_dir: Path, dataset, batch_size: int) -> torch.Tensor:
+    """Arg-max class map of every image of ``dataset`` (N×H×W, uint8); no label is read."""
+    model, _ = load_segmenter(model_dir)
+    model.eval()
+    out = []
+    for start in range(0, len(dataset), batch_size):
+        images = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))])
+        out.append(model.predict(to_float(images)).argmax(1).to(torch.uint8))
+    return torch.cat(out)
+
+
+def agreement(pred: torch.Tensor, reference: torch.Tensor, num_classes: int) -> float:
+    """mIoU (%) of ``pred`` scored against ``reference`` as if it were the ground truth."""
+    return iou_from_confusion(confusion(pred, reference, num_classes).numpy())[0]
+
+
+def measure(runs, data: Path, teacher: Path, batch_size: int) -> pd.DataFrame:
+    meta = read_meta(data)
+    splits = {"generic": SegmentationSplit(data, "generic", "val", with_labels=False, memo_bytes=0),
+              meta.source: SegmentationSplit(data, meta.source, "val", with_labels=False, memo_bytes=0)}
+    reference = {name: predictions(teacher, ds, batch_size) for name, ds in splits.items()}
+    rows = []
+    for recipe, folder in runs:
+        row = {"Method": recipe, "run": str(folder), "Avg": json.loads(metrics_file(folder).read_text())["avg"]}
+        for name, ds in splits.items():
+            pred = predictions(folder / "stage2", ds, batch_size)
+            row[f"{name}_agreement"] = round(agreement(pred, reference[name], meta.num_classes), 4)
+        rows.append(row)
+        print(row, flush=True)
+    return pd.DataFrame(rows)
+
+
+def spearman(table: pd.DataFrame, column: str) -> float:
+    return float(table[column].corr(table["Avg"], method="spearman")) if len(table) > 2 else float("nan")
+
+
+def plot(table: pd.DataFrame, source: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, column, title in ((axes[0], "generic_agreement", "held-out generic (the check)"),
+                              (axes[1], f"{source}_agreement", f"{source} val (the control)")):
+        for recipe, d in table.groupby("Method", sort=False):
+            ax.scatter(d[column], d["Avg"], label=recipe, s=28)
+        ax.set_title(f"{title}: ρ = {spearman(table, column):.2f}, n = {len(table)}", fontsize=9)
+        ax.set_xlabel("agreement with the teacher's segmenter (mIoU vs its arg-max)")
+    axes[0].set_ylabel("target Avg (reported, never used to choose)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", nargs="+", required=True, help="RECIPE=FOLDER (a method folder with stage2/)")
+    p.add_argument("--data", type=Path, required=True, help="the prepared benchmark the runs were trained on")
+    p.add_argument("--teacher", type=Path, required=True, help="the teacher_task folder (the Teacher row's segmenter)")
+    p.add_argument("--out", type=Path, default=Path("results/teacher_agreement.csv"))
+    p.add_argument("--plot", type=Path, default=None, help="scatter of both agreements against target Avg")
+    p.add_argument("--batch-size", type=int, default=50)
+    args = p.parse_args(argv)
+    runs = parse_runs(args.runs)
+    if not (args.teacher / "model.json").is_file():
+        raise SystemExit(f"--teacher: {str(args.teacher)!r} holds no model.json (the teacher_task stage's output)")
+    torch.manual_seed(0)
+    table = measure(runs, args.data, args.teacher, args.batch_size)
+    source = read_meta(args.data).source
+    io.write_text(args.out, table.to_csv(index=False))
+    print(table.to_string(index=False))
+    for column in ("generic_agreement", f"{source}_agreement"):
+        within = {r: round(spearman(d, column), 2) for r, d in table.groupby("Method", sort=False)}
+        print(f"{column}: Spearman rho with Avg over {len(table)} runs {spearman(table, column):.2f}; "
+              f"within recipes {within}")
+    if args.plot is not None:
+        plot(table, source, args.plot)
+
+
+if __name__ == "__main__":
+    main()
