@@ -33,6 +33,7 @@ that line predicts each one's Avg with a mean absolute error ≤ 2.0.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -43,10 +44,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gkd import io  # noqa: E402
-from gkd.data.prepared import SegmentationSplit, read_meta, to_float  # noqa: E402
-from gkd.metrics import confusion, iou_from_confusion  # noqa: E402
-from gkd.models.artifacts import load_segmenter  # noqa: E402
+from gkd import agreement, io  # noqa: E402
+from gkd.data.prepared import read_meta  # noqa: E402
 from stage1_screen import metrics_file  # noqa: E402
 
 
@@ -64,34 +63,13 @@ def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
     return runs
 
 
-@torch.no_grad()
-def predictions(model_dir: Path, dataset, batch_size: int) -> torch.Tensor:
-    """Arg-max class map of every image of ``dataset`` (N×H×W, uint8); no label is read."""
-    model, _ = load_segmenter(model_dir)
-    model.eval()
-    out = []
-    for start in range(0, len(dataset), batch_size):
-        images = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))])
-        out.append(model.predict(to_float(images)).argmax(1).to(torch.uint8))
-    return torch.cat(out)
-
-
-def agreement(pred: torch.Tensor, reference: torch.Tensor, num_classes: int) -> float:
-    """mIoU (%) of ``pred`` scored against ``reference`` as if it were the ground truth."""
-    return iou_from_confusion(confusion(pred, reference, num_classes).numpy())[0]
-
-
 def measure(runs, data: Path, teacher: Path, batch_size: int) -> pd.DataFrame:
-    meta = read_meta(data)
-    splits = {"generic": SegmentationSplit(data, "generic", "val", with_labels=False, memo_bytes=0),
-              meta.source: SegmentationSplit(data, meta.source, "val", with_labels=False, memo_bytes=0)}
-    reference = {name: predictions(teacher, ds, batch_size) for name, ds in splits.items()}
+    domains = (agreement.DOMAIN, read_meta(data).source)
+    against = {d: agreement.TeacherAgreement(teacher, data, d, batch_size) for d in domains}
     rows = []
     for recipe, folder in runs:
         row = {"Method": recipe, "run": str(folder), "Avg": json.loads(metrics_file(folder).read_text())["avg"]}
-        for name, ds in splits.items():
-            pred = predictions(folder / "stage2", ds, batch_size)
-            row[f"{name}_agreement"] = round(agreement(pred, reference[name], meta.num_classes), 4)
+        row.update({f"{d}_agreement": against[d].of(folder / "stage2") for d in domains})
         rows.append(row)
         print(row, flush=True)
     return pd.DataFrame(rows)
@@ -99,6 +77,24 @@ def measure(runs, data: Path, teacher: Path, batch_size: int) -> pd.DataFrame:
 
 def spearman(table: pd.DataFrame, column: str) -> float:
     return float(table[column].corr(table["Avg"], method="spearman")) if len(table) > 2 else float("nan")
+
+
+def best_of(table: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per recipe with ≥ k + 1 runs: the target Avg of the run the check would keep out of k (the highest
+    generic agreement), over every k-subset of its runs — what running k stage-1 seeds and keeping the one
+    the teacher agrees with most would give. The subsets share runs, so this estimates that recipe's spread
+    from the runs at hand; it is no set of independent repeats."""
+    rows = []
+    for recipe, d in table.groupby("Method", sort=False):
+        if len(d) <= k:
+            continue
+        kept = [d.loc[list(c)].sort_values("generic_agreement").iloc[-1]["Avg"]
+                for c in itertools.combinations(d.index, k)]
+        rows.append({"Method": recipe, "runs": len(d), "k": k, "subsets": len(kept),
+                     "Avg mean (one run)": round(d["Avg"].mean(), 2), "sd (one run)": round(d["Avg"].std(ddof=1), 2),
+                     "Avg mean (best of k)": round(float(np.mean(kept)), 2),
+                     "sd (best of k)": round(float(np.std(kept, ddof=1)), 2)})
+    return pd.DataFrame(rows)
 
 
 def plot(table: pd.DataFrame, source: str, path: Path) -> None:
@@ -128,6 +124,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=Path("results/teacher_agreement.csv"))
     p.add_argument("--plot", type=Path, default=None, help="scatter of both agreements against target Avg")
     p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--best-of", type=int, nargs="*", default=[], metavar="K",
+                   help="also: the Avg of the run the check keeps out of K, over every K-subset of a recipe's runs")
     args = p.parse_args(argv)
     runs = parse_runs(args.runs)
     if not (args.teacher / "model.json").is_file():
@@ -143,6 +141,10 @@ def main(argv=None) -> None:
               f"within recipes {within}")
     if args.plot is not None:
         plot(table, source, args.plot)
+    if args.best_of:
+        chosen = pd.concat([best_of(table, k) for k in args.best_of], ignore_index=True)
+        io.write_text(args.out.with_name(args.out.stem + "_best_of.csv"), chosen.to_csv(index=False))
+        print(chosen.to_string(index=False))
 
 
 if __name__ == "__main__":
