@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, copy_workspace, run
+from gkd import agreement
 
 pytestmark = pytest.mark.slow
 NS = "synthetic/tiny_vfm/vit_t6"
+TEACHER_NS = "synthetic/tiny_vfm"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,14 @@ def test_seeds_table(seeds_repo):
     check = pd.read_csv(smk / f"results/{NS}/f2l_stage1_check.csv")
     assert check["seed"].tolist() == [0, 1] and check["Avg"].round(4).tolist() == pd.Series(runs).round(4).tolist()
     assert ((check["cka_init"] > 0) & (check["cka_init"] <= 1 + 1e-6)).all()
+    # each run's segmenter against the teacher's on held-out generic: the teacher agrees with itself fully,
+    # a student less, and the check CSV holds what gkd.agreement measures for that run's stage-2 folder
+    against = agreement.TeacherAgreement(smk / f"models/{TEACHER_NS}/teacher_task", smk / "data/prepared/synthetic")
+    assert against.of(smk / f"models/{TEACHER_NS}/teacher_task") == pytest.approx(100.0)
+    assert check["teacher_agreement"].tolist() == pytest.approx(
+        [against.of(smk / f"models/{NS}/{p}gkd/stage2") for p in ("", "seed1/")], abs=1e-4)
+    assert ((check["teacher_agreement"] > 0) & (check["teacher_agreement"] < 100)).all()
+    assert check["teacher_agreement (sim val, control)"].between(0, 100).all()
     assert (smk / f"plots/{NS}/f2l_stage1_check.png").stat().st_size > 10_000
 
 
@@ -79,6 +89,25 @@ def test_seed_agreement_of_the_seeds_runs(seeds_repo, tmp_path):
     one = subprocess.run([sys.executable, str(ROOT / "benchmarks/seed_agreement.py"), "--data", str(seeds_repo),
                           "--runs", f"seeds={a}"], capture_output=True, text=True)
     assert one.returncode != 0 and "seeds has one" in one.stderr
+
+
+def test_teacher_agreement_of_the_seeds_runs(seeds_repo, tmp_path):
+    """benchmarks/teacher_agreement.py on the seeds target's two GKD runs measures what the seeds report's check
+    does (the same module), reads each run's Avg from its metrics file, and refuses a folder without stage 2."""
+    models = seeds_repo / f"models/{NS}"
+    out = tmp_path / "teacher_agreement.csv"
+    script = [sys.executable, str(ROOT / "benchmarks/teacher_agreement.py"), "--data",
+              str(seeds_repo / "data/prepared/synthetic"), "--teacher", str(seeds_repo / f"models/{TEACHER_NS}/teacher_task")]
+    subprocess.run(script + ["--out", str(out), "--plot", str(tmp_path / "a.png"),
+                             "--runs", f"gkd={models / 'gkd'}", f"gkd={models / 'seed1/gkd'}"], check=True, capture_output=True)
+    table = pd.read_csv(out)
+    check = pd.read_csv(seeds_repo / f"results/{NS}/f2l_stage1_check.csv")
+    assert table["generic_agreement"].tolist() == pytest.approx(check["teacher_agreement"].tolist(), abs=1e-4)
+    assert table["sim_agreement"].tolist() == pytest.approx(check["teacher_agreement (sim val, control)"].tolist(), abs=1e-4)
+    assert table["Avg"].tolist() == check["Avg"].tolist()
+    assert (tmp_path / "a.png").stat().st_size > 10_000
+    bad = subprocess.run(script + ["--runs", f"gkd={models / 'gkd' / 'stage1'}"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "holds no stage2/model.json" in bad.stderr
 
 
 def test_budget_table(budget_repo):

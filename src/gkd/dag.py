@@ -389,6 +389,8 @@ def seeds_report_stage(cfg, setting: str, shapes: dict[str, dict]) -> Stage:
     metrics = [TEACHER_METRICS] + [r.metrics(m) for r in chosen for m in methods]
     per_image = [TEACHER_PER_IMAGE] + [r.per_image(m) for r in chosen for m in methods]
     stage1 = [f"{r.model(m)}/stage1" for r in chosen for m in methods if shapes[m]["stage1"]]
+    # the check of each stage-1 run beside its fidelity: its segmenter against the teacher's on held-out generic
+    stage2 = [f"{r.model(m)}/stage2" for r in chosen for m in methods if shapes[m]["stage1"]]
     out = chosen[0].output("results", f"{setting}_seeds.csv")
     spread = chosen[0].output("results", f"{setting}_spread.csv")
     plot = chosen[0].output("plots", f"{setting}_seeds.png")
@@ -397,11 +399,12 @@ def seeds_report_stage(cfg, setting: str, shapes: dict[str, dict]) -> Stage:
     flags = common_flags("benchmark", "teacher") + [("--student", chosen[0].student), ("--setting", setting),
                                                     ("--metrics", " ".join(metrics)),
                                                     ("--per-image", " ".join(per_image))]
-    flags += [("--stage1", " ".join(stage1))] if stage1 else []
+    flags += [("--stage1", " ".join(stage1)), ("--stage2", " ".join(stage2)), ("--teacher-task", TEACHER_TASK),
+              ("--data", DATA)] if stage1 else []
     flags += [("--out", out), ("--plot", plot), ("--spread-out", spread)]
     flags += [("--check-out", check[0]), ("--check-plot", check[1])] if stage1 else []
     return Stage(f"{'' if setting == 'f2l' else setting + '-'}seeds-report", "gkd.stages.seeds_report", flags,
-                 metrics + per_image + stage1, outs=[out, spread] + check[:1], plots=[plot] + check[1:],
+                 metrics + per_image + stage1 + (stage2 + [TEACHER_TASK, DATA] if stage1 else []), outs=[out, spread] + check[:1], plots=[plot] + check[1:],
                  family="data", launch=False, pipeline="seeds", namespace=chosen[0].namespace,
                  **labelled_stage_params(cfg, "gkd.stages.seeds_report", methods))
 

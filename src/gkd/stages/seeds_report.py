@@ -12,7 +12,9 @@ Two more outputs. ``--spread-out``: each row's Avg mean, sd and number of runs, 
 fidelity report on held-out ``generic`` — the linear CKA of the student's patch tokens with its own tokens before
 stage 1 (how far stage 1 moved it) and with the teacher's, the linear probe to the teacher — next to the run's
 target Avg, which is only reported here, never used to choose anything: does a label-free check tell the runs
-that keep their robustness from those that lose it (Spearman's rank correlation in the figure)?
+that keep their robustness from those that lose it (Spearman's rank correlation in the figure)? With
+``--stage2``, ``--teacher-task`` and ``--data`` one more: the agreement of the run's segmenter with the teacher's
+on held-out ``generic`` (``gkd.agreement``; its source-val twin beside it in the CSV as the control, not plotted).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gkd import io, stats
+from gkd.data.prepared import read_meta
 from gkd.errors import ConfigError
 from gkd import plots
 from gkd.stages import common
@@ -42,12 +45,14 @@ def load_counts(path: Path) -> dict[str, np.ndarray]:
 DIFF = "GKD − method"
 CHECKS = (("cka_init", "CKA to its initialisation (held-out generic)"),
           ("cka_teacher", "CKA to the teacher (held-out generic)"),
-          ("probe_patch", "linear probe R² to the teacher (held-out generic)"))
+          ("probe_patch", "linear probe R² to the teacher (held-out generic)"),
+          ("teacher_agreement", "agreement with the teacher's segmenter (mIoU, held-out generic)"))
 
 
 def run(cfg, setting: str, metrics: list[Path], per_image: list[Path], out_csv: Path, out_png: Path | None,
         spread_csv: Path | None = None, stage1: list[Path] = (), check_csv: Path | None = None,
-        check_png: Path | None = None) -> pd.DataFrame:
+        check_png: Path | None = None, stage2: list[Path] = (), teacher_task: Path | None = None,
+        data: Path | None = None) -> pd.DataFrame:
     methods = list(cfg.methods if setting == "f2l" else cfg.f2f.methods)
     rows = ["teacher"] + methods
     expected = 1 + len(cfg.seeds) * len(methods)
@@ -98,10 +103,10 @@ def run(cfg, setting: str, metrics: list[Path], per_image: list[Path], out_csv: 
                           + (f", commit {commit[:10]}" if commit else "")} for n in rows])
         io.write_text(spread_csv, spread.to_csv(index=False))
     if stage1 and check_csv is not None:
-        checks = stage1_checks(cfg, stage1, runs, methods)
+        checks = stage1_checks(cfg, stage1, runs, methods, stage2, teacher_task, data)
         io.write_text(check_csv, checks.to_csv(index=False))
         if check_png is not None:
-            plots.stage1_check(checks, CHECKS, check_png, f"{title(cfg, setting)}\nlabel-free checks of every stage-1 "
+            plots.stage1_check(checks, [c for c in CHECKS if c[0] in checks], check_png, f"{title(cfg, setting)}\nlabel-free checks of every stage-1 "
                                                           f"run against its target Avg")
     if out_png is not None:
         per_seed = {row_label(cfg, n): [r["avg"] for r in runs[n]] for n in rows}
@@ -110,11 +115,21 @@ def run(cfg, setting: str, metrics: list[Path], per_image: list[Path], out_csv: 
     return df
 
 
-def stage1_checks(cfg, stage1: list[Path], runs: dict[str, list[dict]], methods: list[str]) -> pd.DataFrame:
-    """One row per stage-1 run: method, seed, its target Avg and the label-free checks of its last phase."""
+def stage1_checks(cfg, stage1: list[Path], runs: dict[str, list[dict]], methods: list[str], stage2: list[Path] = (),
+                  teacher_task: Path | None = None, data: Path | None = None) -> pd.DataFrame:
+    """One row per stage-1 run: method, seed, its target Avg and the label-free checks of its last phase (and,
+    given its stage-2 folder, the teacher's segmenter and the data, its agreement with the teacher)."""
+    against = {}
+    if stage2 or teacher_task is not None:
+        if len(stage2) != len(stage1) or teacher_task is None or data is None:
+            raise ConfigError(f"seeds-report: the teacher agreement needs --teacher-task, --data and one --stage2 "
+                              f"folder per --stage1 folder; got {len(stage2)} for {len(stage1)}")
+        from gkd import agreement  # torch: only where the agreement is measured
+        against = {d: agreement.TeacherAgreement(teacher_task, data, d)
+                   for d in (agreement.DOMAIN, read_meta(data).source)}
     seen: dict[str, int] = {}
     records = []
-    for directory in stage1:
+    for i, directory in enumerate(stage1):
         report = json.loads((Path(directory) / "fidelity.json").read_text())
         method = report["method"]
         k = seen.get(method, 0)
@@ -128,6 +143,12 @@ def stage1_checks(cfg, stage1: list[Path], runs: dict[str, list[dict]], methods:
         rec.update({key: generic.get(key, np.nan) for key, _ in CHECKS})
         rec.update({f"{t} R² (generic)": last["domains"].get("generic", {}).get(t, {}).get("r2", np.nan)
                     for t in ("token", "fea", "patch")})
+        if against:
+            if Path(stage2[i]).parent != Path(directory).parent:
+                raise ConfigError(f"seeds-report: --stage2 {stage2[i]} is not the run of --stage1 {directory}")
+            (_, check), (source, control) = against.items()
+            rec["teacher_agreement"] = check.of(Path(stage2[i]))
+            rec[f"teacher_agreement ({source} val, control)"] = control.of(Path(stage2[i]))
         records.append(rec)
     return pd.DataFrame.from_records(records)
 
@@ -138,6 +159,9 @@ def main(argv=None) -> None:
     p.input("--metrics", nargs="+", required=True, type=Path, help="teacher, then seed-major method metrics")
     p.input("--per-image", nargs="+", required=True, type=Path, help="per-image counts, same order")
     p.input("--stage1", nargs="*", type=Path, default=[], help="stage-1 folders of every seed run, seed-major")
+    p.input("--stage2", nargs="*", type=Path, default=[], help="the same runs' stage-2 folders, same order")
+    p.input("--teacher-task", type=Path, default=None, help="the Teacher row's segmenter (teacher_task)")
+    p.input("--data", type=Path, default=None, help="the prepared benchmark (its held-out generic split)")
     p.output("--out", required=True, type=Path)
     p.output("--plot", type=Path, default=None)
     p.output("--spread-out", type=Path, default=None, help="each row's Avg mean, sd and runs (reference_spread format)")
@@ -146,7 +170,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     cfg = common.setup(args, READS, ("benchmark", "teacher", "student"))
     run(cfg, args.setting, args.metrics, args.per_image, args.out, args.plot, args.spread_out, args.stage1,
-        args.check_out, args.check_plot)
+        args.check_out, args.check_plot, args.stage2, args.teacher_task, args.data)
 
 
 if __name__ == "__main__":
