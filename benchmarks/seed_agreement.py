@@ -32,18 +32,11 @@ from gkd import fidelity, io  # noqa: E402
 from gkd.data.prepared import read_meta  # noqa: E402
 from gkd.models.artifacts import load_backbone  # noqa: E402
 from gkd.stages.distill import heldout_sets  # noqa: E402
-from stage1_screen import metrics_file  # noqa: E402
+from stage1_screen import metrics_file, recipe_runs  # noqa: E402
 
 
 def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
-    runs = []
-    for item in items:
-        recipe, sep, folder = item.partition("=")
-        if not sep or not recipe:
-            raise SystemExit(f"--runs: {item!r} is not RECIPE=FOLDER")
-        if not (Path(folder) / "stage1" / "backbone.json").is_file():
-            raise SystemExit(f"--runs: {folder!r} holds no stage1/backbone.json")
-        runs.append((recipe, Path(folder)))
+    runs = recipe_runs(items, "stage1/backbone.json")
     counts = pd.Series([r for r, _ in runs]).value_counts()
     if (counts < 2).any():
         raise SystemExit(f"--runs: every recipe needs two runs at least; {', '.join(counts[counts < 2].index)} has one")

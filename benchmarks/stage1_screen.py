@@ -40,6 +40,19 @@ def metrics_file(folder: Path) -> Path:
     return Path(*folder.parts[:cut], "metrics", *folder.parts[cut + 1:]).with_suffix(".json")
 
 
+def recipe_runs(items: list[str], required: str) -> list[tuple[str, Path]]:
+    """``RECIPE=FOLDER`` arguments → (recipe, folder), each folder checked to hold ``required`` (a path in it)."""
+    runs = []
+    for item in items:
+        recipe, sep, folder = item.partition("=")
+        if not sep or not recipe:
+            raise SystemExit(f"--runs: {item!r} is not RECIPE=FOLDER")
+        if not (Path(folder) / required).is_file():
+            raise SystemExit(f"--runs: {folder!r} holds no {required}")
+        runs.append((recipe, Path(folder)))
+    return runs
+
+
 def row(recipe: str, folder: Path) -> dict:
     fid = json.loads((folder / "stage1" / "fidelity.json").read_text())
     metrics = json.loads(metrics_file(folder).read_text())

@@ -46,20 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gkd import agreement, io  # noqa: E402
 from gkd.data.prepared import read_meta  # noqa: E402
-from stage1_screen import metrics_file  # noqa: E402
+from stage1_screen import metrics_file, recipe_runs  # noqa: E402
 
 
 def parse_runs(items: list[str]) -> list[tuple[str, Path]]:
-    runs = []
-    for item in items:
-        recipe, sep, folder = item.partition("=")
-        if not sep or not recipe:
-            raise SystemExit(f"--runs: {item!r} is not RECIPE=FOLDER")
-        if not (Path(folder) / "stage2" / "model.json").is_file():
-            raise SystemExit(f"--runs: {folder!r} holds no stage2/model.json")
-        if not metrics_file(Path(folder)).is_file():
-            raise SystemExit(f"--runs: {folder!r} has no metrics file ({metrics_file(Path(folder))})")
-        runs.append((recipe, Path(folder)))
+    runs = recipe_runs(items, "stage2/model.json")
+    for _, folder in runs:
+        if not metrics_file(folder).is_file():
+            raise SystemExit(f"--runs: {str(folder)!r} has no metrics file ({metrics_file(folder)})")
     return runs
 
 
