@@ -12,7 +12,7 @@ LAYERS = [
     ("foundation", ["gkd.errors", "gkd.registry", "gkd.io", "gkd.config", "gkd.contract", "gkd.launch", "gkd.codegraph",
                     "gkd.provenance"]),
     ("data and models", ["gkd.data", "gkd.models", "gkd.metrics", "gkd.stats"]),
-    ("methods and training", ["gkd.methods", "gkd.features", "gkd.train", "gkd.task", "gkd.fidelity", "gkd.pretrain",
+    ("methods and training", ["gkd.methods", "gkd.features", "gkd.train", "gkd.task", "gkd.fidelity", "gkd.agreement", "gkd.pretrain",
                               "gkd.initialise", "gkd.validate", "gkd.tables", "gkd.show", "gkd.plots", "gkd.predict"]),
     ("stages", ["gkd.stages"]),
     ("tools", ["gkd.cli", "gkd.dag", "gkd.bench", "gkd.bench_gpu", "gkd.schema", "gkd.check_data"]),
