@@ -71,6 +71,16 @@ def test_snakemake_runs_the_whole_dag(snakemake_repo):
     assert probe["r2_init"].notna().all()  # the linear probe beside the heads' terms, before and after stage 1
     assert set(map(tuple, probe[["phase", "domain"]].values)) == set(map(tuple, losses[["phase", "domain"]].values))
     assert (snakemake_repo / f"plots/{NS}/stage1_fidelity.png").stat().st_size > 10_000
+    # every student row's agreement with the teacher's segmenter on held-out generic, the module's own value
+    from gkd.agreement import TeacherAgreement
+    agreement = pd.read_csv(snakemake_repo / "results/f2l_agreement.csv").set_index("Method")
+    assert agreement.index.tolist() == ["Student-only", "+GKD"]
+    assert agreement.columns.tolist() == ["teacher_agreement", "teacher_agreement (sim val, control)"]
+    assert ((agreement >= 0) & (agreement <= 100)).all().all()
+    check = TeacherAgreement(snakemake_repo / f"models/{TEACHER_NS}/teacher_task", snakemake_repo / "data/prepared/synthetic")
+    assert check.of(snakemake_repo / f"models/{NS}/gkd/stage2") == agreement.loc["+GKD", "teacher_agreement"]
+    f2f_agreement = pd.read_csv(snakemake_repo / f"results/{F2F_NS}/f2f_agreement.csv")
+    assert f2f_agreement["Method"].tolist() == ["+GKD"]
     metrics = json.loads((snakemake_repo / f"metrics/{NS}/gkd.json").read_text())
     assert set(metrics["per_class"]["fog"]) == {"road", "sidewalk", "building", "vegetation", "sky", "car", "person",
                                                 "pole"}

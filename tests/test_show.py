@@ -113,4 +113,9 @@ def test_the_main_command_ends_with_the_table_and_a_verdict_per_stage1_method(tm
     assert text.splitlines()[-1] == ("+GKD: stage 1 (1b) on held-out sim: 2 of 3 loss terms below the constant baseline "
                                      "(R² token/fea/patch 0.10/-0.20/0.40); on held-out generic, CKA to the teacher "
                                      "0.25 (before stage 1 0.17), to its own initialisation 0.61")
+    (tmp_path / "f2l_agreement.csv").write_text("Method,teacher_agreement,teacher_agreement (sim val, control)\n"
+                                                    "Student (frozen),14.74,50.1\n+GKD,16.2,49.0\n")
+    last = summary(tmp_path).splitlines()[-1]  # the rows' agreement with the teacher, highest first
+    assert last.startswith("Agreement with the teacher's segmenter on held-out generic")
+    assert last.endswith(": +GKD 16.20, Student (frozen) 14.74")
     assert summary(tmp_path / "nothing") == ""

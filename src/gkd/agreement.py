@@ -20,6 +20,7 @@ from gkd.metrics import confusion, iou_from_confusion
 from gkd.models.artifacts import load_segmenter
 
 DOMAIN = "generic"
+COLUMN = "teacher_agreement"  # the column both reports write it in
 
 
 def heldout(data: Path, domain: str = DOMAIN):
@@ -60,3 +61,11 @@ class TeacherAgreement:
 
     def of(self, model_dir: Path) -> float:
         return round(score(predictions(model_dir, self.dataset, self.batch_size), self.reference, self.num_classes), 4)
+
+
+def checks(teacher_dir: Path, data: Path) -> dict[str, TeacherAgreement]:
+    """The check (held-out ``generic``) and its control (the source's val: the source fit, which does not rank
+    the runs), keyed by the column a report writes each in."""
+    source = read_meta(data).source
+    return {COLUMN: TeacherAgreement(teacher_dir, data, DOMAIN),
+            f"{COLUMN} ({source} val, control)": TeacherAgreement(teacher_dir, data, source)}

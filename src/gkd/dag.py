@@ -350,6 +350,13 @@ def labelled_stage_params(cfg, module: str, methods) -> dict:
             "uses": sorted({method_module(cfg, m) for m in methods})}
 
 
+def holds_out_generic(cfg) -> bool:
+    """Whether `prepare` writes held-out ``generic`` images: what the teacher-agreement check scores on (the
+    embedded benchmark generates them; a real one has them only from a ``generic_folder``)."""
+    bench = cfg.benchmark
+    return bench.generic_val_images > 0 and (bench.adapter == "synthetic" or bool(bench.generic_folder))
+
+
 def report_stage(cfg, run: Run, shapes: dict[str, dict]) -> Stage:
     """The setting's table and figures, and the stage-1 fidelity table of its label-free methods."""
     variants = [r for r in runs(cfg) if r.setting == run.setting and r.tag and r.seed is None and r.budget == 1]
@@ -376,9 +383,18 @@ def report_stage(cfg, run: Run, shapes: dict[str, dict]) -> Stage:
         flags += [("--fidelity-out", fidelity), ("--fidelity-plot", fidelity_png)]
     flags.append(("--per-image", " ".join(per_image)))
     flags += [("--spread", path) for path in spread]
+    # every student row's segmenter against the teacher's on held-out generic (not the ablation's: its rows are
+    # GKD variants beside the main run's GKD, whose check the F2L table has)
+    agreement = []
+    if run.setting != "ablation" and holds_out_generic(cfg):
+        agreement = [f"{run.model(m)}/stage2" for m in run.methods] + [TEACHER_TASK, DATA]
+        agreement_csv = run.output("results", f"{name}_agreement.csv")
+        flags += [("--agreement-models", " ".join(agreement[:-2])), ("--teacher-task", TEACHER_TASK), ("--data", DATA),
+                  ("--agreement-out", agreement_csv)]
+        outs.append(agreement_csv)
     labelled = (["gkd"] if run.setting == "ablation" else []) + list(run.methods) + \
         [m for v in variants for m in v.methods]
-    return Stage(run.stage("report"), "gkd.stages.report", flags, rows + stage1 + per_image + spread,
+    return Stage(run.stage("report"), "gkd.stages.report", flags, rows + stage1 + per_image + spread + agreement,
                  outs=outs, plots=plots, family="data", launch=False, pipeline=run.pipeline, namespace=run.namespace,
                  **labelled_stage_params(cfg, "gkd.stages.report", labelled))
 
@@ -399,12 +415,14 @@ def seeds_report_stage(cfg, setting: str, shapes: dict[str, dict]) -> Stage:
     flags = common_flags("benchmark", "teacher") + [("--student", chosen[0].student), ("--setting", setting),
                                                     ("--metrics", " ".join(metrics)),
                                                     ("--per-image", " ".join(per_image))]
-    flags += [("--stage1", " ".join(stage1)), ("--stage2", " ".join(stage2)), ("--teacher-task", TEACHER_TASK),
-              ("--data", DATA)] if stage1 else []
+    agreement = bool(stage1) and holds_out_generic(cfg)
+    flags += [("--stage1", " ".join(stage1))] if stage1 else []
+    flags += [("--stage2", " ".join(stage2)), ("--teacher-task", TEACHER_TASK), ("--data", DATA)] if agreement else []
     flags += [("--out", out), ("--plot", plot), ("--spread-out", spread)]
     flags += [("--check-out", check[0]), ("--check-plot", check[1])] if stage1 else []
     return Stage(f"{'' if setting == 'f2l' else setting + '-'}seeds-report", "gkd.stages.seeds_report", flags,
-                 metrics + per_image + stage1 + (stage2 + [TEACHER_TASK, DATA] if stage1 else []), outs=[out, spread] + check[:1], plots=[plot] + check[1:],
+                 metrics + per_image + stage1 + (stage2 + [TEACHER_TASK, DATA] if agreement else []),
+                 outs=[out, spread] + check[:1], plots=[plot] + check[1:],
                  family="data", launch=False, pipeline="seeds", namespace=chosen[0].namespace,
                  **labelled_stage_params(cfg, "gkd.stages.seeds_report", methods))
 

@@ -16,7 +16,8 @@ from gkd.errors import ArtifactError, ConfigError
 
 # The tables in the order a reader wants them: the main table, then whether stage 1 distilled, then the
 # opt-in pipelines'. Any other CSV in the folder follows in name order.
-TABLE_ORDER = ("f2l_table", "stage1_fidelity", "f2f_table", "f2f_stage1_fidelity", "f2l_seeds", "f2f_seeds",
+TABLE_ORDER = ("f2l_table", "stage1_fidelity", "f2l_agreement", "f2f_table", "f2f_stage1_fidelity",
+               "f2f_agreement", "f2l_seeds", "f2f_seeds",
                "budget_table", "ablation_table", "ablation_stage1_fidelity")
 SELECTORS = ("benchmark", "teacher", "student")
 
@@ -175,9 +176,19 @@ def verdicts(fidelity_csv: Path) -> list[str]:
     return out
 
 
+def agreement_line(agreement_csv: Path) -> str:
+    """Each student row's agreement with the teacher's segmenter on held-out generic, highest first."""
+    rows = sorted(_rows(agreement_csv), key=lambda r: -_num(r["teacher_agreement"]))
+    return ("Agreement with the teacher's segmenter on held-out generic (mIoU of the arg-max; label-free; it ranked "
+            "stage-1 runs by target Avg, not to better than about ±2 points; docs/results.md): "
+            + ", ".join(f"{r['Method']} {_num(r['teacher_agreement']):.2f}" for r in rows))
+
+
 def summary(results: Path = Path("results")) -> str:
-    """What the main command ends with: the F2L table, the spread columns explained, the stage-1 verdicts."""
+    """What the main command ends with: the F2L table, the spread columns explained, the stage-1 verdicts and
+    the rows' agreement with the teacher."""
     table, fidelity = results / "f2l_table.csv", results / "stage1_fidelity.csv"
+    agreement = results / "f2l_agreement.csv"
     if not table.is_file():
         return ""
     lines = [render(table)]
@@ -190,4 +201,6 @@ def summary(results: Path = Path("results")) -> str:
                                         if "draws" in header else ""))
     if fidelity.is_file():
         lines += ["", "Stage 1, label-free checks (docs/pipeline.md, 'Fidelity'):", *verdicts(fidelity)]
+    if agreement.is_file():
+        lines.append(agreement_line(agreement))
     return "\n".join(lines)

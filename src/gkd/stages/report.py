@@ -4,7 +4,10 @@ Table rows: one per metrics file, in the order given (Teacher, then the methods 
 columns: Params (M), every target domain, Avg (mean over targets), and the source validation mIoU for
 reference. The fidelity table (``--stage1``: the stage-1 folders of the label-free methods) has one row
 per method, phase, held-out domain and loss term: the term's value, the constant-mean baseline and R²
-(``gkd.fidelity``) — read it before the table: it says whether stage 1 distilled at all.
+(``gkd.fidelity``) — read it before the table: it says whether stage 1 distilled at all. Where the benchmark
+holds out ``generic`` images, the agreement table (``--agreement-models``: every student row's segmenter) scores
+each against the teacher's segmenter there (``gkd.agreement``): the label-free check that ranked stage-1 runs by
+their target Avg (docs/results.md), with its source-val control beside it.
 """
 from __future__ import annotations
 
@@ -30,12 +33,17 @@ READS = common.Reads("seed", "methods", "f2f.methods", "ablation", methods="labe
 def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png: Path | None,
         title: str, setting: str = "f2l", stage1: list[Path] = (), fidelity_csv: Path | None = None,
         fidelity_png: Path | None = None, per_image: list[Path] = (), spread: Path | None = None,
-        allow_dirty: bool = False) -> pd.DataFrame:
+        allow_dirty: bool = False, agreement_models: list[Path] = (), teacher_task: Path | None = None,
+        data: Path | None = None, agreement_csv: Path | None = None) -> pd.DataFrame:
     loaded = [json.loads(Path(p).read_text()) for p in metrics]
     expected = expected_rows(cfg, setting)
     if [m["name"] for m in loaded] != expected:
         raise ConfigError(f"report rows {[m['name'] for m in loaded]} do not match params.yaml's {expected}: "
                           f"dvc.yaml is stale after a change of the method lists; run `gkd dag`")
+    if agreement_models and (len(agreement_models) != len(loaded) - 1 or teacher_task is None or data is None
+                             or agreement_csv is None):
+        raise ConfigError(f"report: the teacher agreement needs --teacher-task, --data, --agreement-out and one "
+                          f"--agreement-models folder per student row ({len(loaded) - 1}); got {len(agreement_models)}")
     footer = provenance_footer(loaded, metrics, allow_dirty)
     log.info("%s", footer)
     df = table([(row_label(cfg, m["name"]), m) for m in loaded])
@@ -56,7 +64,21 @@ def run(cfg, metrics: list[Path], out_csv: Path, out_png: Path | None, radar_png
         if fidelity_png is not None:
             plots.fidelity(last, list(loaded[0]["targets"]), fidelity_png,
                            f"{title}\nstage-1 fidelity to the teacher on held-out images (R², 1 = the teacher)")
+    if agreement_models:
+        scored = teacher_agreement([row_label(cfg, m["name"]) for m in loaded[1:]], agreement_models, teacher_task, data)
+        io.write_text(agreement_csv, scored.to_csv(index=False))
+        log.info("agreement with the teacher's segmenter on held-out images (mIoU %%, label-free):\n%s",
+                 scored.to_string(index=False))
     return df
+
+
+def teacher_agreement(labels: list[str], models: list[Path], teacher_task: Path, data: Path) -> pd.DataFrame:
+    """One row per student row: its segmenter's agreement with the teacher's on held-out generic, and the
+    control."""
+    from gkd import agreement  # torch: only where the agreement is measured
+    against = agreement.checks(teacher_task, data)
+    return pd.DataFrame([{"Method": label, **{column: check.of(Path(model)) for column, check in against.items()}}
+                         for label, model in zip(labels, models)])
 
 
 def provenance_footer(loaded: list[dict], paths: list[Path], allow_dirty: bool) -> str:
@@ -125,10 +147,16 @@ def main(argv=None) -> None:
             help="measured seed spread per row (results/reference_spread.csv, from the multi-seed runs)")
     p.add_argument("--allow-dirty", action="store_true", default=os.environ.get("GKD_ALLOW_DIRTY") == "1",
                    help="accept rows made by uncommitted code (default: the GKD_ALLOW_DIRTY=1 environment variable)")
+    p.input("--agreement-models", nargs="*", type=Path, default=[],
+            help="every student row's stage-2 folder, same order as --metrics after the Teacher")
+    p.input("--teacher-task", type=Path, default=None, help="the Teacher row's segmenter (teacher_task)")
+    p.input("--data", type=Path, default=None, help="the prepared benchmark (its held-out generic split)")
+    p.output("--agreement-out", type=Path, default=None, help="CSV of each row's agreement with the teacher")
     args = p.parse_args(argv)
     cfg = common.setup(args, READS, ("benchmark", "teacher", "student"))
     run(cfg, args.metrics, args.out, args.plot, args.radar, title(cfg, args.setting), args.setting, args.stage1,
-        args.fidelity_out, args.fidelity_plot, args.per_image, args.spread, args.allow_dirty)
+        args.fidelity_out, args.fidelity_plot, args.per_image, args.spread, args.allow_dirty, args.agreement_models,
+        args.teacher_task, args.data, args.agreement_out)
 
 
 if __name__ == "__main__":

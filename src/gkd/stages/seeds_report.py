@@ -125,8 +125,7 @@ def stage1_checks(cfg, stage1: list[Path], runs: dict[str, list[dict]], methods:
             raise ConfigError(f"seeds-report: the teacher agreement needs --teacher-task, --data and one --stage2 "
                               f"folder per --stage1 folder; got {len(stage2)} for {len(stage1)}")
         from gkd import agreement  # torch: only where the agreement is measured
-        against = {d: agreement.TeacherAgreement(teacher_task, data, d)
-                   for d in (agreement.DOMAIN, read_meta(data).source)}
+        against = agreement.checks(teacher_task, data)
     seen: dict[str, int] = {}
     records = []
     for i, directory in enumerate(stage1):
@@ -146,9 +145,7 @@ def stage1_checks(cfg, stage1: list[Path], runs: dict[str, list[dict]], methods:
         if against:
             if Path(stage2[i]).parent != Path(directory).parent:
                 raise ConfigError(f"seeds-report: --stage2 {stage2[i]} is not the run of --stage1 {directory}")
-            (_, check), (source, control) = against.items()
-            rec["teacher_agreement"] = check.of(Path(stage2[i]))
-            rec[f"teacher_agreement ({source} val, control)"] = control.of(Path(stage2[i]))
+            rec.update({column: check.of(Path(stage2[i])) for column, check in against.items()})
         records.append(rec)
     return pd.DataFrame.from_records(records)
 
