@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from gkd import io, stats
-from gkd.data.prepared import read_meta
 from gkd.errors import ConfigError
 from gkd import plots
 from gkd.stages import common
