@@ -53,6 +53,10 @@ def test_dvc_exp_run_on_gta2city_fixture(tmp_path):
     assert df["Method"].tolist() == ["Teacher", "+GKD"]
     assert df.columns.tolist() == ["Method", "Params (M)", "cityscapes", "bdd100k", "mapillary", "Avg",
                                    "Avg ± images (95 %)", "Avg sd over seeds", "runs", "Avg sd over student inits", "draws"]
+    # no generic_folder, so no held-out generic images: the agreement's cells are empty, and the line says why
+    agreement = pd.read_csv(repo / "results/gta2city/dinov2_s14/vit_t6_random/f2l_agreement.csv")
+    assert agreement["Method"].tolist() == ["+GKD"] and agreement["teacher_agreement"].isna().all()
+    assert "Agreement with the teacher's segmenter: not measured" in out
     scores = df[["cityscapes", "bdd100k", "mapillary", "Avg"]].to_numpy()
     assert ((scores >= 0) & (scores <= 100)).all()
     meta = json.loads((repo / "data/prepared/gta2city/meta.json").read_text())

@@ -118,4 +118,6 @@ def test_the_main_command_ends_with_the_table_and_a_verdict_per_stage1_method(tm
     last = summary(tmp_path).splitlines()[-1]  # the rows' agreement with the teacher, highest first
     assert last.startswith("Agreement with the teacher's segmenter on held-out generic")
     assert last.endswith(": +GKD 16.20, Student (frozen) 14.74")
+    (tmp_path / "f2l_agreement.csv").write_text("Method,teacher_agreement\n+GKD,\n")  # no held-out generic images
+    assert summary(tmp_path).splitlines()[-1].endswith("not measured (the benchmark holds out no generic images)")
     assert summary(tmp_path / "nothing") == ""

@@ -63,6 +63,12 @@ class TeacherAgreement:
         return round(score(predictions(model_dir, self.dataset, self.batch_size), self.reference, self.num_classes), 4)
 
 
+def available(data: Path) -> bool:
+    """Whether ``data`` holds out generic images (the embedded benchmark does; a real one only from a
+    ``generic_folder``). The DAG cannot tell: ``dvc exp run -S benchmark=...`` switches the data under one dvc.yaml."""
+    return "val" in read_meta(data).splits.get(DOMAIN, {})
+
+
 def checks(teacher_dir: Path, data: Path) -> dict[str, TeacherAgreement]:
     """The check (held-out ``generic``) and its control (the source's val: the source fit, which does not rank
     the runs), keyed by the column a report writes each in."""

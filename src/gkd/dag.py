@@ -350,13 +350,6 @@ def labelled_stage_params(cfg, module: str, methods) -> dict:
             "uses": sorted({method_module(cfg, m) for m in methods})}
 
 
-def holds_out_generic(cfg) -> bool:
-    """Whether `prepare` writes held-out ``generic`` images: what the teacher-agreement check scores on (the
-    embedded benchmark generates them; a real one has them only from a ``generic_folder``)."""
-    bench = cfg.benchmark
-    return bench.generic_val_images > 0 and (bench.adapter == "synthetic" or bool(bench.generic_folder))
-
-
 def report_stage(cfg, run: Run, shapes: dict[str, dict]) -> Stage:
     """The setting's table and figures, and the stage-1 fidelity table of its label-free methods."""
     variants = [r for r in runs(cfg) if r.setting == run.setting and r.tag and r.seed is None and r.budget == 1]
@@ -384,9 +377,11 @@ def report_stage(cfg, run: Run, shapes: dict[str, dict]) -> Stage:
     flags.append(("--per-image", " ".join(per_image)))
     flags += [("--spread", path) for path in spread]
     # every student row's segmenter against the teacher's on held-out generic (not the ablation's: its rows are
-    # GKD variants beside the main run's GKD, whose check the F2L table has)
+    # GKD variants beside the main run's GKD, whose check the F2L table has). Declared whatever the benchmark:
+    # `dvc exp run -S benchmark=...` switches the data under one dvc.yaml, so the stage finds out whether the
+    # prepared data holds out generic images (gkd.agreement.available) and leaves the cells empty if not
     agreement = []
-    if run.setting != "ablation" and holds_out_generic(cfg):
+    if run.setting != "ablation":
         agreement = [f"{run.model(m)}/stage2" for m in run.methods] + [TEACHER_TASK, DATA]
         agreement_csv = run.output("results", f"{name}_agreement.csv")
         flags += [("--agreement-models", " ".join(agreement[:-2])), ("--teacher-task", TEACHER_TASK), ("--data", DATA),
@@ -415,13 +410,12 @@ def seeds_report_stage(cfg, setting: str, shapes: dict[str, dict]) -> Stage:
     flags = common_flags("benchmark", "teacher") + [("--student", chosen[0].student), ("--setting", setting),
                                                     ("--metrics", " ".join(metrics)),
                                                     ("--per-image", " ".join(per_image))]
-    agreement = bool(stage1) and holds_out_generic(cfg)
-    flags += [("--stage1", " ".join(stage1))] if stage1 else []
-    flags += [("--stage2", " ".join(stage2)), ("--teacher-task", TEACHER_TASK), ("--data", DATA)] if agreement else []
+    flags += [("--stage1", " ".join(stage1)), ("--stage2", " ".join(stage2)), ("--teacher-task", TEACHER_TASK),
+              ("--data", DATA)] if stage1 else []
     flags += [("--out", out), ("--plot", plot), ("--spread-out", spread)]
     flags += [("--check-out", check[0]), ("--check-plot", check[1])] if stage1 else []
     return Stage(f"{'' if setting == 'f2l' else setting + '-'}seeds-report", "gkd.stages.seeds_report", flags,
-                 metrics + per_image + stage1 + (stage2 + [TEACHER_TASK, DATA] if agreement else []),
+                 metrics + per_image + stage1 + (stage2 + [TEACHER_TASK, DATA] if stage1 else []),
                  outs=[out, spread] + check[:1], plots=[plot] + check[1:],
                  family="data", launch=False, pipeline="seeds", namespace=chosen[0].namespace,
                  **labelled_stage_params(cfg, "gkd.stages.seeds_report", methods))
