@@ -9,6 +9,7 @@ how it ranks stage-1 runs by their target Avg before it was put here).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from gkd.features import CenterCrop
 from gkd.metrics import confusion, iou_from_confusion
 from gkd.models.artifacts import load_segmenter
 
+log = logging.getLogger(__name__)
 DOMAIN = "generic"
 COLUMN = "teacher_agreement"  # the column both reports write it in
 
@@ -63,15 +65,14 @@ class TeacherAgreement:
         return round(score(predictions(model_dir, self.dataset, self.batch_size), self.reference, self.num_classes), 4)
 
 
-def available(data: Path) -> bool:
-    """Whether ``data`` holds out generic images (the embedded benchmark does; a real one only from a
-    ``generic_folder``). The DAG cannot tell: ``dvc exp run -S benchmark=...`` switches the data under one dvc.yaml."""
-    return "val" in read_meta(data).splits.get(DOMAIN, {})
-
-
 def checks(teacher_dir: Path, data: Path) -> dict[str, TeacherAgreement]:
     """The check (held-out ``generic``) and its control (the source's val: the source fit, which does not rank
-    the runs), keyed by the column a report writes each in."""
-    source = read_meta(data).source
+    the runs), keyed by the column a report writes each in; none where ``data`` holds out no generic images (the
+    embedded benchmark does, a real one only from a ``generic_folder``). The reports find out here, not the DAG:
+    ``dvc exp run -S benchmark=...`` switches the data under one dvc.yaml."""
+    meta = read_meta(data)
+    if "val" not in meta.splits.get(DOMAIN, {}):
+        log.info("%s holds out no generic images: the teacher agreement is not measured", data)
+        return {}
     return {COLUMN: TeacherAgreement(teacher_dir, data, DOMAIN),
-            f"{COLUMN} ({source} val, control)": TeacherAgreement(teacher_dir, data, source)}
+            f"{COLUMN} ({meta.source} val, control)": TeacherAgreement(teacher_dir, data, meta.source)}

@@ -379,12 +379,13 @@ def report_stage(cfg, run: Run, shapes: dict[str, dict]) -> Stage:
     # every student row's segmenter against the teacher's on held-out generic (not the ablation's: its rows are
     # GKD variants beside the main run's GKD, whose check the F2L table has). Declared whatever the benchmark:
     # `dvc exp run -S benchmark=...` switches the data under one dvc.yaml, so the stage finds out whether the
-    # prepared data holds out generic images (gkd.agreement.available) and leaves the cells empty if not
+    # prepared data holds out generic images (gkd.agreement.checks) and leaves the cells empty if not
     agreement = []
     if run.setting != "ablation":
-        agreement = [f"{run.model(m)}/stage2" for m in run.methods] + [TEACHER_TASK, DATA]
+        models = [f"{run.model(m)}/stage2" for m in run.methods]
+        agreement = models + [TEACHER_TASK, DATA]
         agreement_csv = run.output("results", f"{name}_agreement.csv")
-        flags += [("--agreement-models", " ".join(agreement[:-2])), ("--teacher-task", TEACHER_TASK), ("--data", DATA),
+        flags += [("--agreement-models", " ".join(models)), ("--teacher-task", TEACHER_TASK), ("--data", DATA),
                   ("--agreement-out", agreement_csv)]
         outs.append(agreement_csv)
     labelled = (["gkd"] if run.setting == "ablation" else []) + list(run.methods) + \

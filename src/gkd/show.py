@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -178,7 +179,7 @@ def verdicts(fidelity_csv: Path) -> list[str]:
 
 def agreement_line(agreement_csv: Path) -> str:
     """Each student row's agreement with the teacher's segmenter on held-out generic, highest first."""
-    rows = [r for r in _rows(agreement_csv) if _num(r["teacher_agreement"]) == _num(r["teacher_agreement"])]
+    rows = [r for r in _rows(agreement_csv) if not math.isnan(_num(r["teacher_agreement"]))]
     if not rows:
         return "Agreement with the teacher's segmenter: not measured (the benchmark holds out no generic images)"
     rows.sort(key=lambda r: -_num(r["teacher_agreement"]))

@@ -76,10 +76,9 @@ def teacher_agreement(labels: list[str], models: list[Path], teacher_task: Path,
     """One row per student row: its segmenter's agreement with the teacher's on held-out generic, and the
     control."""
     from gkd import agreement  # torch: only where the agreement is measured
-    if not agreement.available(data):
-        log.info("%s holds out no generic images: the teacher agreement is not measured (empty cells)", data)
-        return pd.DataFrame({"Method": labels, agreement.COLUMN: np.nan})
     against = agreement.checks(teacher_task, data)
+    if not against:  # no held-out generic images: the rows with empty cells
+        return pd.DataFrame({"Method": labels, agreement.COLUMN: np.nan})
     return pd.DataFrame([{"Method": label, **{column: check.of(Path(model)) for column, check in against.items()}}
                          for label, model in zip(labels, models)])
 

@@ -124,10 +124,7 @@ def stage1_checks(cfg, stage1: list[Path], runs: dict[str, list[dict]], methods:
             raise ConfigError(f"seeds-report: the teacher agreement needs --teacher-task, --data and one --stage2 "
                               f"folder per --stage1 folder; got {len(stage2)} for {len(stage1)}")
         from gkd import agreement  # torch: only where the agreement is measured
-        if agreement.available(data):
-            against = agreement.checks(teacher_task, data)
-        else:
-            log.info("%s holds out no generic images: the teacher agreement is not measured", data)
+        against = agreement.checks(teacher_task, data)
     seen: dict[str, int] = {}
     records = []
     for i, directory in enumerate(stage1):
