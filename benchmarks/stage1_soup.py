@@ -69,37 +69,47 @@ def cook(members: list[Path], out: Path) -> None:
         io.write_json(tmp / "backbone.json", info)
 
 
-def stage(workspace: Path, module: str, *args: str) -> None:
-    """One DAG stage module, launched as the DAG launches it, in the workspace."""
-    cmd = [sys.executable, "-m", "gkd.launch", "--config_file", "workflow/accelerate.yaml", "-m", module,
-           "--params", "params.yaml", "--benchmark", "synthetic", *args]
-    subprocess.run(cmd, cwd=workspace, check=True)
+class Workspace:
+    """Where the members were trained: the DAG's paths for one benchmark, teacher and student."""
 
+    def __init__(self, root: Path, benchmark: str, teacher: str, student: str):
+        self.root, self.benchmark, self.teacher, self.student = root.resolve(), benchmark, teacher, student
+        self.data = self.root / "data" / "prepared" / benchmark
+        self.features = self.root / "features" / benchmark / teacher
+        self.init = self.root / "models" / benchmark / "students" / student
+        self.teacher_task = self.root / "models" / benchmark / teacher / "teacher_task"
+        for path in (self.data, self.features, self.init, self.teacher_task):
+            if not path.is_dir():
+                raise SystemExit(f"--workspace: {str(path)!r} is missing; is {str(root)!r} a workspace that ran "
+                                 f"benchmark {benchmark!r}, teacher {teacher!r}, student {student!r}?")
 
-def adapt_and_evaluate(workspace: Path, folder: Path) -> None:
-    folder = folder.resolve()
-    if not (folder / "stage2" / "model.json").is_file():
-        stage(workspace, "gkd.stages.adapt", "--teacher", "dinov2_s14", "--student", "vit_t6", "--method", "gkd",
-              "--data", "data/prepared/synthetic", "--init", str(folder / "stage1"), "--out", str(folder / "stage2"))
-    if not (folder / "metrics.json").is_file():
-        stage(workspace, "gkd.stages.evaluate", "--model", str(folder / "stage2"), "--data", "data/prepared/synthetic",
-              "--out", str(folder / "metrics.json"), "--name", "gkd_soup")
+    def stage(self, module: str, *args: str) -> None:
+        """One DAG stage module, launched as the DAG launches it, in the workspace."""
+        cmd = [sys.executable, "-m", "gkd.launch", "--config_file", "workflow/accelerate.yaml", "-m", module,
+               "--params", "params.yaml", "--benchmark", self.benchmark, *args]
+        subprocess.run(cmd, cwd=self.root, check=True)
+
+    def adapt_and_evaluate(self, folder: Path) -> None:
+        folder = folder.resolve()
+        if not (folder / "stage2" / "model.json").is_file():
+            self.stage("gkd.stages.adapt", "--teacher", self.teacher, "--student", self.student, "--method", "gkd",
+                       "--data", str(self.data), "--init", str(folder / "stage1"), "--out", str(folder / "stage2"))
+        if not (folder / "metrics.json").is_file():
+            self.stage("gkd.stages.evaluate", "--model", str(folder / "stage2"), "--data", str(self.data),
+                       "--out", str(folder / "metrics.json"), "--name", "gkd_soup")
 
 
 class Checks:
     """The label-free checks of one backbone folder (``stage1/``) and its segmenter (``stage2/``)."""
 
-    def __init__(self, workspace: Path, batch_size: int = 50):
-        data = workspace / "data" / "prepared" / "synthetic"
-        meta = read_meta(data)
-        cache = workspace / "features" / "synthetic" / "dinov2_s14"
-        self.held = {d: (ds, features.TeacherCache(cache / features.heldout_key(d)))
-                     for d, (ds, _) in heldout_sets(data, meta).items() if d in CHECK_DOMAINS}
+    def __init__(self, ws: Workspace, batch_size: int = 50):
+        meta = read_meta(ws.data)
+        self.held = {d: (ds, features.TeacherCache(ws.features / features.heldout_key(d)))
+                     for d, (ds, _) in heldout_sets(ws.data, meta).items() if d in CHECK_DOMAINS}
         self.batch_size = batch_size
-        init = load_backbone(workspace / "models" / "synthetic" / "students" / "vit_t6")
+        init = load_backbone(ws.init)
         self.init_tokens = {d: fidelity.tokens(init, ds, batch_size) for d, (ds, _) in self.held.items()}
-        self.agreement = agreement.TeacherAgreement(workspace / "models" / "synthetic" / "dinov2_s14" / "teacher_task",
-                                                    data, agreement.DOMAIN, batch_size)
+        self.agreement = agreement.TeacherAgreement(ws.teacher_task, ws.data, agreement.DOMAIN, batch_size)
 
     def of(self, folder: Path) -> dict[str, float]:
         backbone = load_backbone(folder / "stage1")
@@ -119,7 +129,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     singles = table[table["k"] == 1].set_index("run")
     rows = []
     for k, d in table[table["k"] > 1].groupby("k"):
-        members = [m for ms in d["members"] for m in ms.split(";")]
+        members = list(dict.fromkeys(m for ms in d["members"] for m in ms.split(";")))
         cka_ok = [row["generic_cka_teacher"] >= singles.loc[row["members"].split(";"), "generic_cka_teacher"].mean()
                   for _, row in d.iterrows()]
         probe_ok = [row["sim_probe"] >= singles.loc[row["members"].split(";"), "sim_probe"].mean() - 0.05
@@ -136,6 +146,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workspace", type=Path, required=True, help="the DAG workspace the members were trained in")
+    p.add_argument("--benchmark", default="synthetic")
+    p.add_argument("--teacher", default="dinov2_s14")
+    p.add_argument("--student", default="vit_t6")
     p.add_argument("--members", nargs="+", type=Path, required=True, help="DAG method folders, in soup order")
     p.add_argument("--k", type=int, nargs="+", default=[3], help="soup sizes (disjoint groups of consecutive members)")
     p.add_argument("--work", type=Path, required=True, help="where the soups' stage1/, stage2/ and metrics.json go")
@@ -147,6 +160,7 @@ def main(argv=None) -> None:
             raise SystemExit(f"--members: {str(m)!r} has no metrics file ({metrics_file(m)})")
     if bad := [k for k in args.k if not 2 <= k <= len(members)]:
         raise SystemExit(f"--k: {bad} out of range; a soup has 2 to {len(members)} members (the members given)")
+    ws = Workspace(args.workspace, args.benchmark, args.teacher, args.student)
     soups = []
     for k in args.k:
         for g in range(len(members) // k):
@@ -154,12 +168,12 @@ def main(argv=None) -> None:
             folder = args.work / f"k{k}-{g}"
             if not (folder / "stage1" / "backbone.json").is_file():
                 cook(group, folder)
-            adapt_and_evaluate(args.workspace, folder)
+            ws.adapt_and_evaluate(folder)
             soups.append((k, folder, group))
     torch.manual_seed(0)
-    checks = Checks(args.workspace)
+    checks = Checks(ws)
     rows = []
-    for k, folder, group in [(1, m, [m]) for m in members] + soups:
+    for k, folder, group in [(1, m, [m]) for m in dict.fromkeys(members)] + soups:
         row = {"k": k, "run": str(folder), "members": ";".join(str(m) for m in group),
                "Avg": json.loads(metrics_file(folder).read_text())["avg"], **checks.of(folder)}
         rows.append(row)

@@ -120,3 +120,41 @@ def test_budget_table(budget_repo):
              for p in ("", "budget2/")]
     assert steps[1] == 2 * steps[0], steps
     assert (dvc / f"plots/{NS}/budget_curve.png").stat().st_size > 10_000
+
+
+def test_stage1_soup_of_the_seeds_runs(seeds_repo, tmp_path):
+    """benchmarks/stage1_soup.py on the seeds target's two GKD stage-1 runs: a soup of a run with itself is that
+    run (its backbone to the byte, its stage 2 and evaluation to the metric), a soup of two seeds is the mean of
+    their tensors; each soup goes through the DAG's adapt and evaluate and is checked label-free."""
+    from safetensors.torch import load_file
+    models = seeds_repo / f"models/{NS}"
+    a, b = models / "gkd", models / "seed1/gkd"
+    out, work = tmp_path / "soup.csv", tmp_path / "soups"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/stage1_soup.py"), "--workspace", str(seeds_repo),
+                    "--teacher", "tiny_vfm", "--members", str(a), str(a), str(a), str(b), "--k", "2",
+                    "--work", str(work), "--out", str(out)], check=True, capture_output=True)
+    same, mixed = (load_file(work / f"k2-{g}/stage1/backbone.safetensors") for g in (0, 1))
+    wa, wb = (load_file(m / "stage1/backbone.safetensors") for m in (a, b))
+    assert all(torch_equal(same[k], wa[k]) for k in wa)
+    assert all(torch_close((wa[k].double() + wb[k].double()) / 2, mixed[k]) for k in wa)
+    table = pd.read_csv(out)
+    assert table["k"].tolist() == [1, 1, 2, 2]  # each member once, then the soups
+    by_run = table.set_index("run")
+    assert by_run.loc[str(work / "k2-0"), "Avg"] == by_run.loc[str(a), "Avg"]
+    assert by_run.loc[str(work / "k2-0"), "generic_cka_teacher"] == pytest.approx(by_run.loc[str(a), "generic_cka_teacher"])
+    assert table["generic_cka_init"].between(0, 1 + 1e-6).all() and table["teacher_agreement"].between(0, 100).all()
+    summary = pd.read_csv(tmp_path / "soup_summary.csv")
+    assert summary["soups"].tolist() == [2] and summary["members' Avg mean"].iloc[0] == pytest.approx(
+        table.loc[table["k"] == 1, "Avg"].mean(), abs=0.01)
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks/stage1_soup.py"), "--workspace", str(seeds_repo),
+                          "--teacher", "tiny_vfm", "--members", str(a), str(b), "--k", "3", "--work", str(work)],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "--k: [3] out of range" in bad.stderr
+
+
+def torch_equal(x, y) -> bool:
+    return bool((x == y).all())
+
+
+def torch_close(x, y) -> bool:
+    return bool(((x.float() - y.float()).abs() <= 1e-6 * (1 + x.float().abs())).all())
