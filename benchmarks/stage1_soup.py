@@ -143,6 +143,28 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def plot(table: pd.DataFrame, path: Path) -> None:
+    """Target Avg of each single seed (k = 1) and of each soup, by soup size, with the members' mean."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ks = sorted(table["k"].unique())
+    for i, k in enumerate(ks):
+        d = table[table["k"] == k]
+        ax.scatter(np.full(len(d), i) + np.linspace(-0.12, 0.12, len(d)), d["Avg"], s=22)
+        ax.annotate(f"sd {d['Avg'].std(ddof=1):.2f}" if len(d) > 1 else "", (i, d["Avg"].max() + 0.4),
+                    ha="center", fontsize=8)
+    ax.axhline(table.loc[table["k"] == 1, "Avg"].mean(), color="grey", lw=0.8, ls="--", label="single seeds' mean")
+    ax.set_xticks(range(len(ks)), ["single seed" if k == 1 else f"soup of {k}" for k in ks])
+    ax.set_ylabel("target Avg (reported, never used to choose)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workspace", type=Path, required=True, help="the DAG workspace the members were trained in")
@@ -153,6 +175,7 @@ def main(argv=None) -> None:
     p.add_argument("--k", type=int, nargs="+", default=[3], help="soup sizes (disjoint groups of consecutive members)")
     p.add_argument("--work", type=Path, required=True, help="where the soups' stage1/, stage2/ and metrics.json go")
     p.add_argument("--out", type=Path, default=Path("results/stage1_soup.csv"))
+    p.add_argument("--plot", type=Path, default=None, help="target Avg of the single seeds and the soups, by k")
     args = p.parse_args(argv)
     members = [f for _, f in recipe_runs([f"member={m}" for m in args.members], "stage1/backbone.safetensors")]
     for m in members:
@@ -183,6 +206,8 @@ def main(argv=None) -> None:
     result = summary(table)
     io.write_text(args.out.with_name(args.out.stem + "_summary.csv"), result.to_csv(index=False))
     print(result.to_string(index=False))
+    if args.plot is not None:
+        plot(table, args.plot)
 
 
 if __name__ == "__main__":
