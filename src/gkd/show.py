@@ -183,8 +183,8 @@ def agreement_line(agreement_csv: Path) -> str:
     if not rows:
         return "Agreement with the teacher's segmenter: not measured (the benchmark holds out no generic images)"
     rows.sort(key=lambda r: -_num(r["teacher_agreement"]))
-    return ("Agreement with the teacher's segmenter on held-out generic (mIoU of the arg-max; label-free; it ranked "
-            "stage-1 runs by target Avg, not to better than about ±2 points; docs/results.md): "
+    return ("Agreement with the teacher's segmenter on held-out generic (mIoU of the arg-max; label-free; a weak rank "
+            "check of GKD's stage-1 runs, no predictor of a run's score; docs/results.md): "
             + ", ".join(f"{r['Method']} {_num(r['teacher_agreement']):.2f}" for r in rows))
 
 
