@@ -148,7 +148,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=110)
     ks = sorted(table["k"].unique())
     for i, k in enumerate(ks):
         d = table[table["k"] == k]
@@ -159,9 +159,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     ax.set_xticks(range(len(ks)), ["single seed" if k == 1 else f"soup of {k}" for k in ks])
     ax.set_ylabel("target Avg (reported, never used to choose)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    io.save_figure(path, fig)
     plt.close(fig)
 
 
