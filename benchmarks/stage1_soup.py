@@ -27,8 +27,9 @@ Either failing means a soup of three is not the stable stage 1. k = 2 and k = 5 
 
 Members are DAG method folders (``stage1/`` and ``stage2/`` in them, their metrics at the DAG's mirror path);
 their soups are formed from consecutive members in the order given (disjoint groups; a remainder is left out).
-``adapt`` and ``evaluate`` run in ``--workspace`` (its params.yaml and prepared data), with stage 2's seed from
-params.yaml for every soup; target Avg is reported, never used to choose.
+Each soup is a method folder ``WORK/k<k>-<group>/gkd`` that the DAG's own ``adapt`` and ``evaluate`` stages of GKD
+read and write, run in ``--workspace`` (its params.yaml and prepared data), with stage 2's seed from params.yaml for
+every soup; target Avg is reported, never used to choose.
 """
 from __future__ import annotations
 
@@ -44,18 +45,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gkd import agreement, features, fidelity, io  # noqa: E402
+from gkd import agreement, dag, features, fidelity, io  # noqa: E402
+from gkd.config import load  # noqa: E402
 from gkd.data.prepared import read_meta  # noqa: E402
 from gkd.models.artifacts import load_backbone  # noqa: E402
 from gkd.models.backbone import load_state_file  # noqa: E402
-from gkd.stages.distill import heldout_sets  # noqa: E402
+from gkd.stages.distill import backbone_report, heldout_sets  # noqa: E402
+from init_draw import draw_stages, output_of  # noqa: E402
 from stage1_screen import metrics_file, recipe_runs  # noqa: E402
 
 CHECK_DOMAINS = ("generic", "sim")  # label-free and no target image: what may judge a soup
+COLUMNS = {"probe_patch": "probe"}  # backbone_report's names → this table's
 
 
 def cook(members: list[Path], out: Path) -> None:
-    """``out/stage1``: the uniform mean of the members' stage-1 backbone tensors, with the first's backbone.json."""
+    """``out/stage1`` (``out`` a method folder): the uniform mean of the members' stage-1 backbone tensors, with the first's backbone.json."""
     states = [load_state_file(m / "stage1" / "backbone.safetensors") for m in members]
     keys = set(states[0])
     for m, s in zip(members, states):
@@ -70,33 +74,30 @@ def cook(members: list[Path], out: Path) -> None:
 
 
 class Workspace:
-    """Where the members were trained: the DAG's paths for one benchmark, teacher and student."""
+    """Where the members were trained: the DAG's paths for one benchmark, teacher and student, and its stages."""
 
     def __init__(self, root: Path, benchmark: str, teacher: str, student: str):
-        self.root, self.benchmark, self.teacher, self.student = root.resolve(), benchmark, teacher, student
-        self.data = self.root / "data" / "prepared" / benchmark
-        self.features = self.root / "features" / benchmark / teacher
-        self.init = self.root / "models" / benchmark / "students" / student
-        self.teacher_task = self.root / "models" / benchmark / teacher / "teacher_task"
+        self.root = root.resolve()
+        if not (self.root / "params.yaml").is_file():
+            raise SystemExit(f"--workspace: {str(root)!r} holds no params.yaml; is it a workspace that ran the DAG?")
+        self.cfg = load(self.root / "params.yaml", benchmark=benchmark, teacher=teacher, student=student)
+        values = dag.selector_values(self.cfg)
+        self.data, self.features, self.teacher_task, self.init = (
+            self.root / dag.resolve(path, values) for path in (dag.DATA, dag.FEATURES, dag.TEACHER_TASK,
+                                                                 dag.student_init(student)))
         for path in (self.data, self.features, self.init, self.teacher_task):
             if not path.is_dir():
                 raise SystemExit(f"--workspace: {str(path)!r} is missing; is {str(root)!r} a workspace that ran "
                                  f"benchmark {benchmark!r}, teacher {teacher!r}, student {student!r}?")
 
-    def stage(self, module: str, *args: str) -> None:
-        """One DAG stage module, launched as the DAG launches it, in the workspace."""
-        cmd = [sys.executable, "-m", "gkd.launch", "--config_file", "workflow/accelerate.yaml", "-m", module,
-               "--params", "params.yaml", "--benchmark", self.benchmark, *args]
-        subprocess.run(cmd, cwd=self.root, check=True)
-
     def adapt_and_evaluate(self, folder: Path) -> None:
-        folder = folder.resolve()
-        if not (folder / "stage2" / "model.json").is_file():
-            self.stage("gkd.stages.adapt", "--teacher", self.teacher, "--student", self.student, "--method", "gkd",
-                       "--data", str(self.data), "--init", str(folder / "stage1"), "--out", str(folder / "stage2"))
-        if not (folder / "metrics.json").is_file():
-            self.stage("gkd.stages.evaluate", "--model", str(folder / "stage2"), "--data", str(self.data),
-                       "--out", str(folder / "metrics.json"), "--name", "gkd_soup")
+        """The DAG's own ``adapt`` and ``evaluate`` of GKD (``init_draw.draw_stages``), reading the soup's
+        ``folder/gkd/stage1`` and writing beside it, run in the workspace."""
+        shapes = dag.method_shapes(self.cfg, ["gkd"])
+        for stage in draw_stages(self.cfg, shapes, ["gkd"], folder.resolve()):
+            if stage.module.endswith(("adapt", "evaluate")) and not output_of(stage).exists():
+                command = stage.command_with("params.yaml").split(" ", 1)  # "python -m ...": this interpreter's
+                subprocess.run(f"{sys.executable} {command[1]}", shell=True, check=True, cwd=self.root)
 
 
 class Checks:
@@ -112,14 +113,9 @@ class Checks:
         self.agreement = agreement.TeacherAgreement(ws.teacher_task, ws.data, agreement.DOMAIN, batch_size)
 
     def of(self, folder: Path) -> dict[str, float]:
-        backbone = load_backbone(folder / "stage1")
-        row = {}
-        for domain, (ds, cache) in self.held.items():
-            mine = fidelity.tokens(backbone, ds, self.batch_size)
-            teacher = cache.get("tokens", np.arange(len(ds))).float()
-            row[f"{domain}_probe"] = fidelity.probe_r2(mine, teacher)
-            row[f"{domain}_cka_teacher"] = fidelity.patch_cka(mine, teacher)
-            row[f"{domain}_cka_init"] = fidelity.patch_cka(mine, self.init_tokens[domain])
+        """What the distill stage reports of a backbone (``distill.backbone_report``) and the teacher agreement."""
+        report = backbone_report(load_backbone(folder / "stage1"), self.held, self.batch_size, "cpu", self.init_tokens)
+        row = {f"{domain}_{COLUMNS.get(name, name)}": value for domain, r in report.items() for name, value in r.items()}
         row["teacher_agreement"] = round(self.agreement.of(folder / "stage2"), 3)
         return row
 
@@ -187,9 +183,10 @@ def main(argv=None) -> None:
         for g in range(len(members) // k):
             group = members[g * k:(g + 1) * k]
             folder = args.work / f"k{k}-{g}"
-            if not (folder / "stage1" / "backbone.json").is_file():
-                cook(group, folder)
+            if not (folder / "gkd" / "stage1" / "backbone.json").is_file():
+                cook(group, folder / "gkd")
             ws.adapt_and_evaluate(folder)
+            folder = folder / "gkd"  # the method folder the DAG's stages wrote into
             soups.append((k, folder, group))
     torch.manual_seed(0)
     checks = Checks(ws)

@@ -10,6 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import ROOT, copy_workspace, run
 from gkd import agreement
@@ -133,15 +134,16 @@ def test_stage1_soup_of_the_seeds_runs(seeds_repo, tmp_path):
     subprocess.run([sys.executable, str(ROOT / "benchmarks/stage1_soup.py"), "--workspace", str(seeds_repo),
                     "--teacher", "tiny_vfm", "--members", str(a), str(a), str(a), str(b), "--k", "2",
                     "--work", str(work), "--out", str(out)], check=True, capture_output=True)
-    same, mixed = (load_file(work / f"k2-{g}/stage1/backbone.safetensors") for g in (0, 1))
+    same, mixed = (load_file(work / f"k2-{g}/gkd/stage1/backbone.safetensors") for g in (0, 1))
     wa, wb = (load_file(m / "stage1/backbone.safetensors") for m in (a, b))
-    assert all(torch_equal(same[k], wa[k]) for k in wa)
-    assert all(torch_close((wa[k].double() + wb[k].double()) / 2, mixed[k]) for k in wa)
+    assert all(torch.equal(same[k], wa[k]) for k in wa)
+    assert all(torch.allclose(mixed[k].double(), (wa[k].double() + wb[k].double()) / 2, rtol=1e-6, atol=1e-6)
+               for k in wa)
     table = pd.read_csv(out)
     assert table["k"].tolist() == [1, 1, 2, 2]  # each member once, then the soups
     by_run = table.set_index("run")
-    assert by_run.loc[str(work / "k2-0"), "Avg"] == by_run.loc[str(a), "Avg"]
-    assert by_run.loc[str(work / "k2-0"), "generic_cka_teacher"] == pytest.approx(by_run.loc[str(a), "generic_cka_teacher"])
+    assert by_run.loc[str(work / "k2-0/gkd"), "Avg"] == by_run.loc[str(a), "Avg"]
+    assert by_run.loc[str(work / "k2-0/gkd"), "generic_cka_teacher"] == pytest.approx(by_run.loc[str(a), "generic_cka_teacher"])
     assert table["generic_cka_init"].between(0, 1 + 1e-6).all() and table["teacher_agreement"].between(0, 100).all()
     summary = pd.read_csv(tmp_path / "soup_summary.csv")
     assert summary["soups"].tolist() == [2] and summary["members' Avg mean"].iloc[0] == pytest.approx(
@@ -151,10 +153,3 @@ def test_stage1_soup_of_the_seeds_runs(seeds_repo, tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "--k: [3] out of range" in bad.stderr
 
-
-def torch_equal(x, y) -> bool:
-    return bool((x == y).all())
-
-
-def torch_close(x, y) -> bool:
-    return bool(((x.float() - y.float()).abs() <= 1e-6 * (1 + x.float().abs())).all())
